@@ -1,0 +1,26 @@
+"""Command-line interface: a thin layer over the library (`esrgan --help`).
+
+Each command group lives in its own module and registers itself on the app; heavy imports happen inside
+the commands so `esrgan --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from esrgan.cli import evaluate, train, upscale, weights
+
+app = typer.Typer(
+    name="esrgan",
+    help="ESRGAN super-resolution: upscale images, convert weights, evaluate and train models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (upscale, weights, evaluate, train):
+    _module.register(app)
+
+
+def main() -> None:
+    app()
