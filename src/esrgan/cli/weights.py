@@ -1,9 +1,151 @@
-"""CLI commands (placeholder being written; registers nothing yet)."""
+"""Weights commands: `esrgan convert`, `esrgan info`, `esrgan interpolate`, `esrgan models`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+LAYOUT_HELP = "Layout of a .pth output: basicsr ({'params_ema': ...}), basicsr-params ({'params': ...}), old."
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _arch_summary(config: object) -> str:
+    c = config.to_dict()  # type: ignore[attr-defined]
+    unshuffle = ", pixel-unshuffle" if c["pixel_unshuffle"] else ""
+    return (
+        f"RRDBNet x{c['scale']} ({c['num_block']} blocks, {c['num_feat']} feat, growth {c['num_grow_ch']}, "
+        f"{c['upsampler']}{unshuffle})"
+    )
+
+
+def convert(
+    src: Annotated[str, typer.Argument(metavar="IN", help="Weights file (any format) or registered name.")],
+    dst: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Output .safetensors, or .pth/.pt for other tools.")
+    ],
+    layout: Annotated[str, typer.Option(help=LAYOUT_HELP)] = "basicsr",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Convert generator weights between formats (ncnn, .pth layouts, safetensors)."""
+    from esrgan.weights import WeightsError, resolve_weights, save_pth, save_state_dict
+    from esrgan.weights.canonical import ARCH_KEY
+    from esrgan.weights.save import PTH_LAYOUTS
+
+    suffix = dst.suffix.lower()
+    if suffix not in (".safetensors", ".pth", ".pt"):
+        raise _fail(f"{dst}: output must end in .safetensors, .pth or .pt")
+    if suffix != ".safetensors" and layout not in PTH_LAYOUTS:
+        raise _fail(f"{dst}: unknown --layout {layout!r} (use {', '.join(PTH_LAYOUTS)})")
+    try:
+        loaded = resolve_weights(src, progress=not quiet)
+        if suffix == ".safetensors":
+            meta = {k: v for k, v in loaded.metadata.items() if k.startswith("esrgan.") and k != ARCH_KEY}
+            meta.update({"esrgan.converted_from": str(src), "esrgan.source_layout": loaded.layout})
+            save_state_dict(loaded.state_dict, loaded.config, dst, metadata=meta)
+            written = "safetensors"
+        else:
+            save_pth(loaded.state_dict, loaded.config, dst, layout=layout)  # type: ignore[arg-type]
+            written = f"{layout} .pth"
+    except (WeightsError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if not quiet:
+        typer.echo(f"{src} ({loaded.layout}) -> {dst} ({written}): {_arch_summary(loaded.config)}")
+
+
+def info(
+    spec: Annotated[str, typer.Argument(metavar="FILE_OR_NAME", help="Weights file or registered name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show a generator's architecture, parameter count, scale and source layout."""
+    from esrgan.weights import WeightsError, resolve_weights, state_dict_sha256
+
+    try:
+        loaded = resolve_weights(spec, progress=not as_json)
+    except (WeightsError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    report = {
+        "file": str(loaded.path),
+        "layout": loaded.layout,
+        "architecture": loaded.config.to_dict(),
+        "scale": loaded.config.scale,
+        "parameters": sum(t.numel() for t in loaded.state_dict.values()),
+        "dtype": str(next(iter(loaded.state_dict.values())).dtype).removeprefix("torch."),
+        "tensors_sha256": state_dict_sha256(loaded.state_dict),
+        "metadata": {k: v for k, v in loaded.metadata.items() if k != "esrgan.arch"},
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"file:          {report['file']}")
+    typer.echo(f"layout:        {report['layout']}")
+    typer.echo(f"architecture:  {_arch_summary(loaded.config)}")
+    typer.echo("               " + ", ".join(f"{k}={v}" for k, v in report["architecture"].items()))
+    typer.echo(f"scale:         x{report['scale']}")
+    typer.echo(f"parameters:    {report['parameters']:,} ({report['dtype']})")
+    typer.echo(f"tensor sha256: {report['tensors_sha256']}")
+    for key, value in report["metadata"].items():
+        typer.echo(f"metadata:      {key} = {value}")
+
+
+def interpolate(
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output .safetensors file.")],
+    psnr: Annotated[str, typer.Option("--psnr", help="PSNR-oriented model (file or name).")],
+    gan: Annotated[str, typer.Option("--gan", help="GAN model of the same architecture (file or name).")],
+    alpha: Annotated[float, typer.Option(help="Weight of the GAN model, in [0, 1].")] = 0.8,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Network interpolation: weights = (1 - alpha) * PSNR + alpha * GAN (ESRGAN's perception knob)."""
+    from esrgan.weights import WeightsError, interpolate_weights, save_state_dict
+
+    if not 0.0 <= alpha <= 1.0:
+        raise _fail(f"--alpha must be in [0, 1], got {alpha}")
+    if out.suffix.lower() != ".safetensors":
+        raise _fail(f"{out}: output must be a .safetensors file")
+    try:
+        sd, a, b = interpolate_weights(psnr, gan, alpha, progress=not quiet)
+        meta = {
+            "esrgan.interpolation.alpha": repr(float(alpha)),
+            "esrgan.interpolation.psnr": str(psnr),
+            "esrgan.interpolation.gan": str(gan),
+            "esrgan.interpolation.psnr_layout": a.layout,
+            "esrgan.interpolation.gan_layout": b.layout,
+        }
+        save_state_dict(sd, a.config, out, metadata=meta)
+    except (WeightsError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if not quiet:
+        typer.echo(f"{out}: {1 - alpha:g} x {psnr} + {alpha:g} x {gan} ({_arch_summary(a.config)})")
+
+
+def models() -> None:
+    """List registered model names, their architecture, source and local availability."""
+    from esrgan.weights.zoo import DEFAULT_MODEL, REGISTRY, availability, default_cache_dir
+
+    rows = [
+        (
+            name + (" (default)" if name == DEFAULT_MODEL else ""),
+            _arch_summary(entry.architecture),
+            availability(entry),
+            entry.source,
+        )
+        for name, entry in REGISTRY.items()
+    ]
+    header = ("name", "architecture", "status", "source")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
+    for row in (header, *rows):
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    typer.echo(f"cache: {default_cache_dir()}")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("convert")(convert)
+    app.command("info")(info)
+    app.command("interpolate")(interpolate)
+    app.command("models")(models)
