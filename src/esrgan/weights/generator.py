@@ -28,9 +28,12 @@ def resolve_weights(
 
 def build_generator(weights: LoadedWeights) -> RRDBNet:
     """RRDBNet with the weights loaded strictly, in eval mode."""
-    model = RRDBNet(**weights.config.to_dict())
+    # Built on the meta device: random initialisation of 16M parameters would be thrown away at once.
+    with torch.device("meta"):
+        model = RRDBNet(**weights.config.to_dict())
+    state = {k: v.detach().to(torch.float32) for k, v in weights.state_dict.items()}
     try:
-        model.load_state_dict(weights.state_dict, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise WeightsError(f"{weights.path}: weights do not fit the architecture ({first})") from None
