@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
+
+# Albumentations asks PyPI for its latest version at import unless told not to; tests stay offline.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import pytest
 import torch
@@ -21,3 +26,16 @@ def shared_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed_torch() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep every cache (converted zoo models, decoded images) out of the user's real cache folder."""
+    cache = tmp_path_factory.mktemp("esrgan-cache")
+    old = os.environ.get("ESRGAN_CACHE")
+    os.environ["ESRGAN_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("ESRGAN_CACHE", None)
+    else:
+        os.environ["ESRGAN_CACHE"] = old
