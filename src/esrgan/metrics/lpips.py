@@ -1,0 +1,96 @@
+"""LPIPS (Zhang et al. 2018), VGG variant, on the project's VGG16 feature extractor.
+
+Distance = sum over five VGG16 taps of the spatial mean of a learned, non-negative per-channel weighting
+of squared differences between channel-unit-normalised features. Weights are the published ones: a
+torchvision-layout VGG16 (`features.N.*`, safetensors or .pth) and the official v0.1 linear heads
+(`lin{0..4}.model.1.weight`, the `lpips` package's `vgg.pth` or a safetensors copy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from esrgan.models import VGGFeatureExtractor
+
+LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+_CHANNELS = (64, 128, 256, 512, 512)
+# LPIPS' ScalingLayer constants, applied to images mapped to [-1, 1].
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_EPS = 1e-10
+
+
+def _load_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read {what}: {exc}") from exc
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise ValueError(f"{path}: {what} file is not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+class LPIPS(nn.Module):
+    """LPIPS-VGG distance; `forward(a, b)` with RGB (or grey) images in [0, 1] -> Tensor[N], lower is better.
+
+    Reads the two weight files given (this class is only built where a metric is wanted).
+    """
+
+    def __init__(self, *, vgg_weights: str | Path, heads: str | Path) -> None:
+        super().__init__()
+        self.vgg = VGGFeatureExtractor(arch="vgg16", layers=LPIPS_LAYERS, use_input_norm=False)
+        vgg_sd = _load_tensors(vgg_weights, "VGG16 weights")
+        try:
+            self.vgg.load_torchvision_state_dict(vgg_sd)
+        except ValueError as exc:
+            raise ValueError(f"{vgg_weights}: {exc}") from exc
+        head_sd = _load_tensors(heads, "LPIPS heads")
+        self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS)
+        for i, (head, c) in enumerate(zip(self.heads, _CHANNELS, strict=True)):
+            key = f"lin{i}.model.1.weight"
+            w = head_sd.get(key)
+            if w is None:
+                raise ValueError(f"{heads}: LPIPS heads lack {key!r} (not an LPIPS-VGG v0.1 file?)")
+            if tuple(w.shape) != (1, c, 1, 1):
+                raise ValueError(f"{heads}: {key} has shape {tuple(w.shape)}, expected (1, {c}, 1, 1)")
+            head.weight.data.copy_(w)
+        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"LPIPS expects (N, 1|3, H, W) images, got shape {tuple(x.shape)}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = x.to(self.shift.dtype)
+        return self.vgg(((x * 2 - 1) - self.shift) / self.scale)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.shape != b.shape:
+            raise ValueError(f"LPIPS inputs differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+        fa, fb = self._features(a), self._features(b)
+        total = None
+        for name, head in zip(LPIPS_LAYERS, self.heads, strict=True):
+            na = fa[name] / (fa[name].pow(2).sum(dim=1, keepdim=True).sqrt() + _EPS)
+            nb = fb[name] / (fb[name].pow(2).sum(dim=1, keepdim=True).sqrt() + _EPS)
+            d = head((na - nb) ** 2).mean(dim=(1, 2, 3))
+            total = d if total is None else total + d
+        assert total is not None
+        return total
