@@ -1,0 +1,269 @@
+"""Training losses: content (L1/L2), VGG perceptual, relativistic average GAN (ESRGAN).
+
+Formulas follow the ESRGAN paper and the seed project's review:
+
+- ``L_D^Ra = -E_xr[log D(xr, xf)] - E_xf[log(1 - D(xf, xr))]``
+- ``L_G^Ra = -E_xr[log(1 - D(xr, xf))] - E_xf[log D(xf, xr)]``
+- ``D(a, b) = sigmoid(C(a) - E[C(b)])`` with ``C`` the raw discriminator logit,
+- ``L_G = w_percep * L_percep + lambda * L_G^Ra + eta * L_content`` (lambda 5e-3, eta 1e-2).
+
+The sigmoid/log pairs are evaluated with ``binary_cross_entropy_with_logits`` (log-sum-exp form), so large
+logits do not overflow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from esrgan.models import VGGFeatureExtractor
+
+Criterion = Literal["l1", "l2"]
+
+# torchvision's published ImageNet VGG weights; the 8 hex digits are the sha256 prefix (torch.hub style).
+TORCHVISION_VGG_URLS: dict[str, str] = {
+    "vgg11": "https://download.pytorch.org/models/vgg11-8a719046.pth",
+    "vgg13": "https://download.pytorch.org/models/vgg13-19584684.pth",
+    "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+    "vgg11_bn": "https://download.pytorch.org/models/vgg11_bn-6002323d.pth",
+    "vgg13_bn": "https://download.pytorch.org/models/vgg13_bn-abd245e5.pth",
+    "vgg16_bn": "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth",
+    "vgg19_bn": "https://download.pytorch.org/models/vgg19_bn-c79401a0.pth",
+}
+_HUB_HASH = re.compile(r"-([0-9a-f]{8,})\.[^.]+$")
+
+
+def _criterion(name: str) -> nn.Module:
+    if name == "l1":
+        return nn.L1Loss()
+    if name in ("l2", "mse"):
+        return nn.MSELoss()
+    raise ValueError(f"unknown loss criterion {name!r}: use 'l1' or 'l2'")
+
+
+class ContentLoss(nn.Module):
+    """Pixel loss between SR and HR: mean absolute (L1, default) or mean squared (L2) error."""
+
+    def __init__(self, *, criterion: Criterion | str = "l1") -> None:
+        super().__init__()
+        self.criterion_name = "l2" if criterion == "mse" else criterion
+        self.criterion = _criterion(criterion)
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return self.criterion(sr.float(), hr.float())
+
+
+class PerceptualLoss(nn.Module):
+    """Distance between VGG features (before activation) of SR and HR, weighted per layer.
+
+    ``sum_l w_l * crit(phi_l(sr), phi_l(hr))``, divided by ``sum_l w_l`` when ``normalize_loss``. The
+    extractor is frozen and kept in eval mode; its weights come from their own file, so this module's
+    ``state_dict`` is empty and training checkpoints never carry them.
+    """
+
+    def __init__(
+        self,
+        *,
+        extractor: VGGFeatureExtractor,
+        layer_weights: Mapping[str, float],
+        criterion: Criterion | str = "l1",
+        normalize_loss: bool = False,
+    ) -> None:
+        super().__init__()
+        if not layer_weights:
+            raise ValueError("layer_weights must name at least one VGG layer")
+        missing = [k for k in layer_weights if k not in extractor.layers]
+        if missing:
+            raise ValueError(f"extractor does not output layer(s) {missing} (has {list(extractor.layers)})")
+        bad = [k for k, w in layer_weights.items() if not (w >= 0)]
+        if bad:
+            raise ValueError(f"layer weights must be >= 0: {bad}")
+        total = float(sum(layer_weights.values()))
+        if normalize_loss and total <= 0:
+            raise ValueError("normalize_loss needs a positive sum of layer weights")
+        self.layer_weights = dict(layer_weights)
+        self.normalize_loss = normalize_loss
+        self.criterion = _criterion(criterion)
+        self.extractor = extractor
+        self.extractor.requires_grad_(False)
+        self.extractor.eval()
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        super().train(mode)
+        self.extractor.eval()  # BN statistics of a frozen VGG must never move
+        return self
+
+    def state_dict(self, *args, **kwargs):  # type: ignore[override]
+        # Parent modules pass `destination` and ignore the return value; writing nothing keeps VGG out.
+        return kwargs.get("destination") if kwargs.get("destination") is not None else {}
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        feats_sr = self.extractor(sr)
+        with torch.no_grad():
+            feats_hr = self.extractor(hr.detach())
+        loss = sr.new_zeros((), dtype=torch.float32)
+        for name, w in self.layer_weights.items():
+            if w == 0:
+                continue
+            loss = loss + w * self.criterion(feats_sr[name].float(), feats_hr[name].float())
+        if self.normalize_loss:
+            loss = loss / sum(self.layer_weights.values())
+        return loss
+
+
+def _relativistic(
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    real_pool: torch.Tensor | None,
+    fake_pool: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    real_mean = (real_logits if real_pool is None else real_pool.float()).mean()
+    fake_mean = (fake_logits if fake_pool is None else fake_pool.float()).mean()
+    return real_logits - fake_mean, fake_logits - real_mean
+
+
+def ragan_d_loss(
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    *,
+    real_pool: torch.Tensor | None = None,
+    fake_pool: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Discriminator RaGAN loss: real should look more realistic than the average fake, and vice versa.
+
+    ``real_pool`` / ``fake_pool``: the logits whose mean is ``E[C(x)]`` (default: the given ones); in
+    distributed training, the logits of the whole global batch.
+    """
+    rel_real, rel_fake = _relativistic(real_logits, fake_logits, real_pool, fake_pool)
+    return F.binary_cross_entropy_with_logits(
+        rel_real, torch.ones_like(rel_real)
+    ) + F.binary_cross_entropy_with_logits(rel_fake, torch.zeros_like(rel_fake))
+
+
+def ragan_g_loss(
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    *,
+    real_pool: torch.Tensor | None = None,
+    fake_pool: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Generator RaGAN loss: the symmetric counterpart (labels swapped), so G benefits from both terms."""
+    rel_real, rel_fake = _relativistic(real_logits, fake_logits, real_pool, fake_pool)
+    return F.binary_cross_entropy_with_logits(
+        rel_real, torch.zeros_like(rel_real)
+    ) + F.binary_cross_entropy_with_logits(rel_fake, torch.ones_like(rel_fake))
+
+
+@dataclass(frozen=True)
+class GeneratorLossWeights:
+    """Weights of the GAN-stage generator objective (paper: 1, 5e-3, 1e-2)."""
+
+    perceptual: float = 1.0
+    adversarial: float = 5e-3
+    content: float = 1e-2
+
+    def __post_init__(self) -> None:
+        for name in ("perceptual", "adversarial", "content"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} loss weight must be >= 0, got {getattr(self, name)}")
+
+
+def generator_total_loss(
+    *,
+    perceptual: torch.Tensor,
+    adversarial: torch.Tensor,
+    content: torch.Tensor,
+    weights: GeneratorLossWeights,
+) -> torch.Tensor:
+    """``L_G = w_p * L_percep + lambda * L_G^Ra + eta * L_content``."""
+    return weights.perceptual * perceptual + weights.adversarial * adversarial + weights.content * content
+
+
+def vgg_weights_url(arch: str) -> str:
+    """torchvision's official URL of the ImageNet weights for ``arch`` (e.g. ``vgg19``)."""
+    if arch not in TORCHVISION_VGG_URLS:
+        raise ValueError(
+            f"no torchvision weights for VGG arch {arch!r}: use one of {sorted(TORCHVISION_VGG_URLS)}"
+        )
+    return TORCHVISION_VGG_URLS[arch]
+
+
+def resolve_vgg_weights(
+    spec: str | os.PathLike[str],
+    *,
+    arch: str,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Local path of VGG weights: ``spec`` is a file, a URL, or ``"torchvision"`` (official URL for arch).
+
+    URLs are downloaded once into ``cache_dir`` (default: the user cache) and checked against the sha256
+    prefix in their file name (``vgg19-dcbb9e9d.pth``), as torch.hub does.
+    """
+    from esrgan.utils import download, user_cache_dir
+
+    text = os.fspath(spec)
+    if text == "torchvision":
+        text = vgg_weights_url(arch)
+    if not text.startswith(("http://", "https://")):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: VGG weights file not found")
+        return path
+    name = text.rsplit("/", 1)[-1].split("?", 1)[0]
+    match = _HUB_HASH.search(name)
+    dest = (cache_dir if cache_dir is not None else user_cache_dir() / "vgg") / name
+    return download(text, dest, sha256_prefix=match.group(1) if match else None, progress=progress)
+
+
+def load_vgg_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a torchvision-layout VGG file (.pth/.pt via weights-only unpickling, or .safetensors)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign files: one-line error naming the file
+        raise ValueError(f"{path}: cannot read VGG weights ({exc.__class__.__name__}: {exc})") from exc
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a VGG state dict")
+    return dict(obj)
+
+
+def build_perceptual_loss(
+    *,
+    weights: str | os.PathLike[str],
+    arch: str = "vgg19",
+    layer_weights: Mapping[str, float],
+    criterion: Criterion | str = "l1",
+    normalize_input: bool = True,
+    normalize_loss: bool = False,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> PerceptualLoss:
+    """Build the extractor for the weighted layers, load its weights (file, URL or torchvision), wrap it."""
+    extractor = VGGFeatureExtractor(
+        arch=arch, layers=tuple(layer_weights), use_input_norm=normalize_input, requires_grad=False
+    )
+    path = resolve_vgg_weights(weights, arch=arch, cache_dir=cache_dir, progress=progress)
+    try:
+        extractor.load_torchvision_state_dict(load_vgg_state_dict(path))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return PerceptualLoss(
+        extractor=extractor, layer_weights=layer_weights, criterion=criterion, normalize_loss=normalize_loss
+    )

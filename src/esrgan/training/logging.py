@@ -1,0 +1,121 @@
+"""Run logging: ``metrics.jsonl`` (always), TensorBoard (default on), Weights & Biases (opt-in).
+
+Only rank 0 logs. W&B is imported only when enabled, defaults to offline mode and uses no entity unless
+one is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from esrgan.training.config import Config
+
+
+class RunLogger:
+    """Writes scalar records and image grids; every sink is optional except ``metrics.jsonl``."""
+
+    def __init__(self, *, run_dir: Path, config: Config, enabled: bool = True) -> None:
+        self.run_dir = run_dir
+        self.enabled = enabled
+        self.config = config
+        self._tb = None
+        self._wandb = None
+        self._jsonl = None
+        self.pretrain_iters = 0  # GAN-stage steps are plotted after the pretrain stage on one axis
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - long-lived
+        if config.logging.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        if config.logging.wandb:
+            try:
+                import wandb
+            except ImportError as exc:
+                raise RuntimeError(
+                    "logging.wandb is enabled but wandb is not installed (pip install 'esrgan[wandb]')"
+                ) from exc
+            self._wandb = wandb.init(
+                project=config.logging.wandb_project,
+                entity=config.logging.wandb_entity,
+                mode=config.logging.wandb_mode,
+                dir=str(run_dir),
+                config=config.to_dict(),
+                name=run_dir.name,
+                resume="allow",
+                id=_wandb_id(run_dir),
+            )
+
+    def scalars(self, *, stage: str, split: str, step: int, values: dict[str, float]) -> None:
+        """One record: ``{"stage", "split", "iter", "time", **values}``; also TensorBoard/W&B scalars."""
+        if not self.enabled:
+            return
+        record: dict[str, Any] = {"stage": stage, "split": split, "iter": step, "time": time.time()}
+        record.update({k: (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()})
+        assert self._jsonl is not None
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        global_step = self.global_step(stage, step)
+        if self._tb is not None:
+            for k, v in values.items():
+                self._tb.add_scalar(f"{stage}/{split}/{k}", float(v), global_step)
+        if self._wandb is not None:
+            self._wandb.log({f"{stage}/{split}/{k}": float(v) for k, v in values.items()}, step=global_step)
+
+    def images(self, *, stage: str, step: int, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> None:
+        """LR (nearest-upscaled) | SR | HR side by side, one row per image."""
+        if not self.enabled or (self._tb is None and self._wandb is None):
+            return
+        grid = image_grid(lr, sr, hr)
+        global_step = self.global_step(stage, step)
+        if self._tb is not None:
+            self._tb.add_image(f"{stage}/val/lr_sr_hr", grid, global_step)
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log(
+                {f"{stage}/val/lr_sr_hr": wandb.Image(grid.permute(1, 2, 0).numpy())}, step=global_step
+            )
+
+    def global_step(self, stage: str, step: int) -> int:
+        return step + self.pretrain_iters if stage == "gan" else step
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _wandb_id(run_dir: Path) -> str:
+    # A resumed run continues the same W&B run: the id is stored in the run folder.
+    path = run_dir / "wandb_id.txt"
+    if path.exists():
+        return path.read_text().strip()
+    import uuid
+
+    run_id = uuid.uuid4().hex[:12]
+    path.write_text(run_id)
+    return run_id
+
+
+def image_grid(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """(3, N*H, 3*W) float grid in [0, 1] from batches (N, 3, h, w), (N, 3, H, W), (N, 3, H, W)."""
+    up = torch.nn.functional.interpolate(lr.float(), size=hr.shape[-2:], mode="nearest")
+    rows = [
+        torch.cat([u, s.float().clamp(0, 1), h.float()], dim=-1) for u, s, h in zip(up, sr, hr, strict=True)
+    ]
+    return torch.cat(rows, dim=-2).cpu()

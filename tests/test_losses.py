@@ -1,0 +1,213 @@
+"""Losses against hand-computed values: content, perceptual (before activation), RaGAN, total."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import math
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from esrgan.losses import (
+    ContentLoss,
+    GeneratorLossWeights,
+    PerceptualLoss,
+    build_perceptual_loss,
+    generator_total_loss,
+    ragan_d_loss,
+    ragan_g_loss,
+    resolve_vgg_weights,
+    vgg_weights_url,
+)
+from esrgan.models import VGGFeatureExtractor
+from esrgan.utils import DownloadError
+
+
+def test_content_loss_l1_and_l2_hand_values() -> None:
+    sr = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    hr = torch.zeros_like(sr)
+    assert ContentLoss(criterion="l1")(sr, hr).item() == pytest.approx(1.5)
+    assert ContentLoss(criterion="l2")(sr, hr).item() == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="criterion"):
+        ContentLoss(criterion="huber")
+
+
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def test_ragan_losses_match_the_seed_formulas() -> None:
+    real = torch.tensor([1.0, 3.0])
+    fake = torch.tensor([0.0, 2.0])
+    # D_Ra(xr, xf) = sigmoid(C(xr) - mean C(xf)) = sigmoid([0, 2]); D_Ra(xf, xr) = sigmoid([-2, 0]).
+    rel_real, rel_fake = [0.0, 2.0], [-2.0, 0.0]
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected_d = (
+        -sum(math.log(sig(x)) for x in rel_real) / 2 - sum(math.log(1 - sig(x)) for x in rel_fake) / 2
+    )
+    expected_g = (
+        -sum(math.log(1 - sig(x)) for x in rel_real) / 2 - sum(math.log(sig(x)) for x in rel_fake) / 2
+    )
+    # The same numbers written out: ln2 and ln(1 + e^-2) etc.
+    assert expected_d == pytest.approx(_softplus(0) + _softplus(-2))
+    assert expected_g == pytest.approx(_softplus(0) + _softplus(2))
+    assert ragan_d_loss(real, fake).item() == pytest.approx(expected_d, rel=1e-6)
+    assert ragan_g_loss(real, fake).item() == pytest.approx(expected_g, rel=1e-6)
+    assert ragan_d_loss(real, fake).item() == pytest.approx(0.8200755, rel=1e-6)
+    assert ragan_g_loss(real, fake).item() == pytest.approx(2.8200755, rel=1e-6)
+
+
+def test_ragan_losses_are_stable_for_huge_logits_and_give_gradients() -> None:
+    real = torch.tensor([[1e4], [-1e4]], requires_grad=True)
+    fake = torch.tensor([[-1e4], [3e4]], requires_grad=True)
+    for fn in (ragan_d_loss, ragan_g_loss):
+        loss = fn(real, fake)
+        assert torch.isfinite(loss)
+        (gr, gf) = torch.autograd.grad(loss, (real, fake))
+        assert torch.isfinite(gr).all() and torch.isfinite(gf).all()
+
+
+def test_ragan_d_gradient_pushes_real_up_and_fake_down() -> None:
+    real = torch.zeros(4, 1, requires_grad=True)
+    fake = torch.zeros(4, 1, requires_grad=True)
+    gr, gf = torch.autograd.grad(ragan_d_loss(real, fake), (real, fake))
+    assert (gr < 0).all() and (gf > 0).all()  # descending the loss raises C(real), lowers C(fake)
+    gr, gf = torch.autograd.grad(ragan_g_loss(real, fake), (real, fake))
+    assert (gr > 0).all() and (gf < 0).all()
+
+
+def test_generator_total_loss_weights() -> None:
+    w = GeneratorLossWeights()
+    assert (w.perceptual, w.adversarial, w.content) == (1.0, 5e-3, 1e-2)
+    total = generator_total_loss(
+        perceptual=torch.tensor(2.0), adversarial=torch.tensor(3.0), content=torch.tensor(4.0), weights=w
+    )
+    assert total.item() == pytest.approx(2.0 + 0.015 + 0.04)
+    with pytest.raises(ValueError, match="adversarial"):
+        GeneratorLossWeights(adversarial=-1.0)
+
+
+def _channel_copy_extractor(layers: tuple[str, ...], *, norm: bool = False) -> VGGFeatureExtractor:
+    """vgg11 whose conv1_1 copies input channel c % 3 into feature channel c (no bias)."""
+    ext = VGGFeatureExtractor(arch="vgg11", layers=layers, use_input_norm=norm)
+    conv = ext.features[0]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        for c in range(64):
+            conv.weight[c, c % 3, 1, 1] = 1.0
+    return ext
+
+
+def test_perceptual_loss_hand_values_before_activation() -> None:
+    sr = torch.zeros(1, 3, 4, 4)
+    hr = torch.zeros(1, 3, 4, 4)
+    hr[:, 0] = -1.0  # negative: visible before the ReLU, zero after it
+    share = 22 / 64  # feature channels 0, 3, ..., 63 copy input channel 0
+    pre = PerceptualLoss(extractor=_channel_copy_extractor(("conv1_1",)), layer_weights={"conv1_1": 2.0})
+    assert pre(sr, hr).item() == pytest.approx(2.0 * share)
+    both = PerceptualLoss(
+        extractor=_channel_copy_extractor(("conv1_1", "relu1_1")),
+        layer_weights={"conv1_1": 1.0, "relu1_1": 3.0},
+        normalize_loss=True,
+    )
+    assert both(sr, hr).item() == pytest.approx(share / 4)  # relu1_1 sees no difference
+    l2 = PerceptualLoss(
+        extractor=_channel_copy_extractor(("conv1_1",)), layer_weights={"conv1_1": 1.0}, criterion="l2"
+    )
+    assert l2(sr, 2 * hr).item() == pytest.approx(4 * share)
+    normed = PerceptualLoss(
+        extractor=_channel_copy_extractor(("conv1_1",), norm=True), layer_weights={"conv1_1": 1.0}
+    )
+    assert normed(sr, hr).item() == pytest.approx(share / 0.229, rel=1e-5)  # ImageNet std of R
+
+
+def test_perceptual_loss_is_frozen_and_not_in_state_dict() -> None:
+    loss = PerceptualLoss(extractor=_channel_copy_extractor(("conv1_1",)), layer_weights={"conv1_1": 1.0})
+    loss.train()
+    assert not loss.extractor.training
+    assert not any(p.requires_grad for p in loss.parameters())
+    assert len(loss.state_dict()) == 0
+    holder = torch.nn.Module()
+    holder.percep = loss
+    holder.lin = torch.nn.Linear(2, 2)
+    assert set(holder.state_dict()) == {"lin.weight", "lin.bias"}
+    sr = torch.rand(1, 3, 4, 4, requires_grad=True)
+    loss(sr, torch.rand(1, 3, 4, 4)).backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="conv2_1"):
+        PerceptualLoss(extractor=_channel_copy_extractor(("conv1_1",)), layer_weights={"conv2_1": 1.0})
+
+
+def test_perceptual_loss_with_shared_vgg16_conv5_3(shared_dir: Path) -> None:
+    path = shared_dir / "weights" / "vgg16_imagenet_features.safetensors"
+    loss = build_perceptual_loss(weights=path, arch="vgg16", layer_weights={"conv5_3": 1.0})
+    x = torch.rand(1, 3, 32, 32)
+    assert loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(x, torch.rand(1, 3, 32, 32)).item() > 0
+    with pytest.raises(ValueError, match="lack"):  # VGG16 file has no conv5_4 of VGG19
+        build_perceptual_loss(weights=path, arch="vgg19", layer_weights={"conv5_4": 1.0})
+
+
+def test_torchvision_url_table() -> None:
+    assert vgg_weights_url("vgg19") == "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+    assert vgg_weights_url("vgg16_bn").endswith("vgg16_bn-6c64b313.pth")
+    with pytest.raises(ValueError, match="vgg7"):
+        vgg_weights_url("vgg7")
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path):
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(served), **kw)
+
+        def log_message(self, *a) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_vgg_weights_download_from_url_with_hub_hash(tmp_path: Path, http_dir) -> None:
+    served, base = http_dir
+    ext = _channel_copy_extractor(("conv1_1",))
+    tmp = served / "tmp.pth"
+    torch.save({k: v.clone() for k, v in ext.state_dict().items()}, tmp)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    good = served / f"vgg11-{digest[:8]}.pth"
+    tmp.rename(good)
+    cache = tmp_path / "cache"
+    loss = build_perceptual_loss(
+        weights=f"{base}/{good.name}", arch="vgg11", layer_weights={"conv1_1": 1.0}, normalize_input=False,
+        cache_dir=cache, progress=False,
+    )  # fmt: skip
+    assert (cache / good.name).is_file()
+    sr, hr = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    hr[:, 0] = -1.0
+    assert loss(sr, hr).item() == pytest.approx(22 / 64)
+    bad = served / "vgg11-00000000.pth"
+    bad.write_bytes(good.read_bytes())
+    with pytest.raises(DownloadError, match="sha256"):
+        resolve_vgg_weights(f"{base}/{bad.name}", arch="vgg11", cache_dir=cache, progress=False)
+    assert not (cache / bad.name).exists()
+    with pytest.raises(FileNotFoundError):
+        resolve_vgg_weights(tmp_path / "missing.pth", arch="vgg11")
+
+
+def test_ragan_pools_give_the_means() -> None:
+    # E[C(x_f)] = mean([0, 2]) = 1 and E[C(x_r)] = mean([1, 3]) = 2 from the pools, not the one-item batch.
+    real, fake = torch.tensor([1.0]), torch.tensor([0.0])
+    pools = {"real_pool": torch.tensor([1.0, 3.0]), "fake_pool": torch.tensor([0.0, 2.0])}
+    assert ragan_d_loss(real, fake, **pools).item() == pytest.approx(_softplus(0) + _softplus(-2))
+    assert ragan_g_loss(real, fake, **pools).item() == pytest.approx(_softplus(0) + _softplus(2))
