@@ -1,0 +1,38 @@
+"""Inference: image I/O with colour handling, tiled and precision-aware super-resolution.
+
+from esrgan.weights import load_generator
+from esrgan.inference import Upscaler, read_image, upscale_image, write_image
+
+up = Upscaler(load_generator("realesrgan-x4plus"), tile="auto", precision="auto")
+write_image("out.png", upscale_image(up, read_image("in.png")))
+"""
+
+from esrgan.inference.image_io import (
+    DEFAULT_MAX_PIXELS,
+    ImageData,
+    ImageError,
+    format_for_path,
+    read_image,
+    upscale_image,
+    write_image,
+)
+from esrgan.inference.precision import DeviceError, resolve_device, resolve_precision
+from esrgan.inference.tiling import CostModel, auto_tile_size, tiled_apply
+from esrgan.inference.upscaler import Upscaler
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "CostModel",
+    "DeviceError",
+    "ImageData",
+    "ImageError",
+    "Upscaler",
+    "auto_tile_size",
+    "format_for_path",
+    "read_image",
+    "resolve_device",
+    "resolve_precision",
+    "tiled_apply",
+    "upscale_image",
+    "write_image",
+]

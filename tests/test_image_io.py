@@ -1,0 +1,328 @@
+"""Image I/O for inference: channel order, grey/alpha/16-bit, EXIF orientation, ICC, bad files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms, ImageOps
+
+from esrgan.inference import ImageData, ImageError, read_image, write_image
+from esrgan.inference.image_io import apply_orientation, encode_png16, format_for_path
+
+cv2 = pytest.importorskip("cv2")
+
+RNG = np.random.default_rng(0)
+
+
+def _rgb8(h: int = 6, w: int = 9) -> np.ndarray:
+    return RNG.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def _srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _exif_with_orientation(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+# ------------------------------------------------------------------------------------------ 8-bit
+
+
+def test_rgb_channel_order_and_exact_round_trip(tmp_path):
+    arr = _rgb8()
+    arr[0, 0] = (255, 0, 0)  # a pure red pixel must land in channel 0
+    Image.fromarray(arr).save(tmp_path / "in.png")
+    img = read_image(tmp_path / "in.png")
+    assert img.mode == "RGB" and img.bit_depth == 8 and img.format == "PNG"
+    assert img.pixels.shape == (3, 6, 9) and img.pixels.dtype == torch.float32
+    assert img.pixels[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    write_image(tmp_path / "out.png", img)
+    back = Image.open(tmp_path / "out.png")
+    assert back.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(back), arr)
+
+
+def test_grayscale_stays_grayscale(tmp_path):
+    arr = RNG.integers(0, 256, size=(5, 7), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "g.png")
+    img = read_image(tmp_path / "g.png")
+    assert img.grayscale and img.mode == "L" and img.pixels.shape == (1, 5, 7)
+    write_image(tmp_path / "g_out.png", img)
+    back = Image.open(tmp_path / "g_out.png")
+    assert back.mode == "L"
+    np.testing.assert_array_equal(np.asarray(back), arr)
+
+
+def test_bilevel_and_gray_alpha(tmp_path):
+    Image.fromarray(RNG.integers(0, 2, size=(4, 4), dtype=np.uint8) * 255).convert("1").save(
+        tmp_path / "b.png"
+    )
+    assert read_image(tmp_path / "b.png").mode == "L"
+    la = RNG.integers(0, 256, size=(4, 5, 2), dtype=np.uint8)
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    img = read_image(tmp_path / "la.png")
+    assert img.mode == "LA"
+    np.testing.assert_array_equal(np.round(img.alpha[0].numpy() * 255), la[..., 1])
+    write_image(tmp_path / "la_out.png", img)
+    back = Image.open(tmp_path / "la_out.png")
+    assert back.mode == "LA"
+    np.testing.assert_array_equal(np.asarray(back), la)
+
+
+def test_rgba_alpha_kept_separately(tmp_path):
+    rgba = RNG.integers(0, 256, size=(6, 8, 4), dtype=np.uint8)
+    rgba[..., 3] = 0  # fully transparent pixels keep their colour (no premultiplication)
+    rgba[:3, :, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    img = read_image(tmp_path / "a.png")
+    assert img.mode == "RGBA" and img.pixels.shape == (3, 6, 8) and img.alpha.shape == (1, 6, 8)
+    np.testing.assert_array_equal(np.round(img.pixels.permute(1, 2, 0).numpy() * 255), rgba[..., :3])
+    write_image(tmp_path / "a_out.png", img)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a_out.png")), rgba)
+
+
+def test_palette_with_transparency_becomes_rgba(tmp_path):
+    p = Image.fromarray(_rgb8()).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    p.info["transparency"] = 0
+    p.save(tmp_path / "p.png", transparency=0)
+    img = read_image(tmp_path / "p.png")
+    assert img.mode == "RGBA"
+    q = Image.fromarray(_rgb8()).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    q.save(tmp_path / "q.png")
+    assert read_image(tmp_path / "q.png").mode == "RGB"
+
+
+def test_cmyk_jpeg_read_as_rgb_without_cmyk_profile(tmp_path):
+    Image.fromarray(_rgb8(16, 16)).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    img = read_image(tmp_path / "c.jpg")
+    assert img.mode == "RGB" and img.icc_profile is None
+
+
+def test_unsupported_mode_is_a_clear_error(tmp_path):
+    Image.fromarray(RNG.random((4, 4), dtype=np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(ImageError, match=r"f\.tif: unsupported image mode 'F'"):
+        read_image(tmp_path / "f.tif")
+
+
+def test_multi_frame_is_rejected(tmp_path):
+    frames = [Image.fromarray(_rgb8()) for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match="3 frames"):
+        read_image(tmp_path / "anim.gif")
+
+
+def test_jpeg_output_quality_and_alpha_dropped(tmp_path):
+    rgba = RNG.integers(0, 256, size=(16, 16, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    img = read_image(tmp_path / "a.png")
+    write_image(tmp_path / "hi.jpg", img, quality=95)
+    write_image(tmp_path / "lo.jpg", img, quality=20)
+    hi, lo = Image.open(tmp_path / "hi.jpg"), Image.open(tmp_path / "lo.jpg")
+    assert hi.format == "JPEG" and hi.mode == "RGB"
+    assert (tmp_path / "lo.jpg").stat().st_size < (tmp_path / "hi.jpg").stat().st_size
+    err_hi = np.abs(np.asarray(hi, np.int16) - rgba[..., :3]).mean()
+    err_lo = np.abs(np.asarray(lo, np.int16) - rgba[..., :3]).mean()
+    assert err_hi < err_lo
+    with pytest.raises(ValueError, match="quality"):
+        write_image(tmp_path / "bad.jpg", img, quality=0)
+
+
+def test_format_from_extension():
+    assert format_for_path("x.JPG") == "JPEG"
+    assert format_for_path("x.webp") == "WEBP"
+    with pytest.raises(ValueError, match="cannot write"):
+        format_for_path("x.nope")
+    with pytest.raises(ValueError, match="no file extension"):
+        format_for_path("x")
+
+
+# ----------------------------------------------------------------------------------------- 16-bit
+
+
+def test_16bit_gray_png_round_trip(tmp_path):
+    arr = RNG.integers(0, 65536, size=(5, 7), dtype=np.uint16)
+    Image.fromarray(arr).save(tmp_path / "g16.png")
+    img = read_image(tmp_path / "g16.png")
+    assert img.bit_depth == 16 and img.grayscale
+    np.testing.assert_array_equal(np.round(img.pixels[0].numpy().astype(np.float64) * 65535), arr)
+    write_image(tmp_path / "g16_out.png", img)
+    back = Image.open(tmp_path / "g16_out.png")
+    assert back.mode.startswith("I;16")
+    np.testing.assert_array_equal(np.asarray(back), arr)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_png_round_trip(tmp_path, channels):
+    rgb = RNG.integers(0, 65536, size=(6, 5, channels), dtype=np.uint16)
+    bgr = rgb[..., [2, 1, 0, 3][:channels]]
+    cv2.imwrite(str(tmp_path / "c16.png"), bgr)
+    img = read_image(tmp_path / "c16.png")
+    assert img.bit_depth == 16 and img.mode == ("RGB" if channels == 3 else "RGBA")
+    got = torch.cat([img.pixels, img.alpha] if img.alpha is not None else [img.pixels]).numpy()
+    np.testing.assert_array_equal(np.round(got.astype(np.float64) * 65535).transpose(1, 2, 0), rgb)
+    write_image(tmp_path / "c16_out.png", img)
+    back = cv2.imread(str(tmp_path / "c16_out.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, bgr)
+
+
+def test_16bit_gray_alpha_via_own_encoder(tmp_path):
+    ga = RNG.integers(0, 65536, size=(4, 6, 2), dtype=np.uint16)
+    (tmp_path / "ga16.png").write_bytes(encode_png16(ga))
+    img = read_image(tmp_path / "ga16.png")
+    assert img.mode == "LA" and img.bit_depth == 16
+    np.testing.assert_array_equal(np.round(img.pixels[0].numpy().astype(np.float64) * 65535), ga[..., 0])
+    np.testing.assert_array_equal(np.round(img.alpha[0].numpy().astype(np.float64) * 65535), ga[..., 1])
+    write_image(tmp_path / "ga16_out.png", img)
+    assert (tmp_path / "ga16_out.png").read_bytes() == encode_png16(ga)
+
+
+def test_16bit_to_jpeg_is_8bit(tmp_path):
+    arr = RNG.integers(0, 65536, size=(8, 8, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "c16.png"), arr)
+    write_image(tmp_path / "c8.jpg", read_image(tmp_path / "c16.png"))
+    assert Image.open(tmp_path / "c8.jpg").mode == "RGB"
+
+
+# ------------------------------------------------------------------------------ orientation and ICC
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_applied(tmp_path, orientation):
+    arr = _rgb8(4, 7)
+    Image.fromarray(arr).save(tmp_path / "o.jpg", exif=_exif_with_orientation(orientation), quality=100)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.jpg")))
+    img = read_image(tmp_path / "o.jpg")
+    got = np.round(img.pixels.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    np.testing.assert_array_equal(got, expected)
+    if orientation >= 5:
+        assert (img.height, img.width) == (7, 4)
+    # The numpy path (used for 16-bit PNGs) matches Pillow's transposes.
+    np.testing.assert_array_equal(
+        apply_orientation(arr, orientation),
+        np.asarray(ImageOps.exif_transpose(_with_orientation(Image.fromarray(arr), orientation))),
+    )
+
+
+def _with_orientation(im: Image.Image, orientation: int) -> Image.Image:
+    im.getexif()[0x0112] = orientation
+    return im
+
+
+def test_exif_orientation_on_16bit_png(tmp_path):
+    rgb = RNG.integers(0, 65536, size=(3, 5, 3), dtype=np.uint16)
+    data = encode_png16(rgb)
+    # Insert an eXIf chunk (orientation 6: rotate 90 degrees clockwise) after IHDR.
+    data = data[:33] + _png_chunk(b"eXIf", _exif_with_orientation(6)[6:]) + data[33:]
+    (tmp_path / "o16.png").write_bytes(data)
+    img = read_image(tmp_path / "o16.png")
+    assert (img.height, img.width) == (5, 3) and img.bit_depth == 16
+    got = np.round(img.pixels.permute(1, 2, 0).numpy().astype(np.float64) * 65535)
+    np.testing.assert_array_equal(got, np.rot90(rgb, -1))
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp"])
+def test_icc_profile_carried_over(tmp_path, ext):
+    icc = _srgb_icc()
+    Image.fromarray(_rgb8(16, 16)).save(tmp_path / f"i.{ext}", icc_profile=icc)
+    img = read_image(tmp_path / f"i.{ext}")
+    assert img.icc_profile == icc
+    write_image(tmp_path / f"o.{ext}", img)
+    assert Image.open(tmp_path / f"o.{ext}").info.get("icc_profile") == icc
+
+
+def test_icc_profile_in_16bit_png(tmp_path):
+    icc = _srgb_icc()
+    rgb = RNG.integers(0, 65536, size=(4, 4, 3), dtype=np.uint16)
+    (tmp_path / "i16.png").write_bytes(encode_png16(rgb, icc_profile=icc))
+    img = read_image(tmp_path / "i16.png")
+    assert img.icc_profile == icc and img.bit_depth == 16
+    write_image(tmp_path / "o16.png", img)
+    assert Image.open(tmp_path / "o16.png").info.get("icc_profile") == icc
+
+
+# ----------------------------------------------------------------------------------------- bad files
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError, match=r"nope\.png: No such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_not_an_image(tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"this is not an image at all" * 10)
+    with pytest.raises(ImageError, match=r"junk\.png: not an image"):
+        read_image(tmp_path / "junk.png")
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_truncated_file(tmp_path, ext):
+    buf = io.BytesIO()
+    Image.fromarray(RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(
+        buf, format=ext.replace("jpg", "jpeg")
+    )
+    data = buf.getvalue()
+    (tmp_path / f"t.{ext}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=rf"t\.{ext}: corrupt or truncated") as info:
+        read_image(tmp_path / f"t.{ext}")
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_png_crc(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(_rgb8(32, 32)).save(buf, format="png")
+    data = bytearray(buf.getvalue())
+    idat = data.index(b"IDAT")
+    data[idat + 10] ^= 0xFF  # flip bits inside the compressed pixels
+    (tmp_path / "crc.png").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"crc\.png: corrupt"):
+        read_image(tmp_path / "crc.png")
+
+
+def test_pixel_limit(tmp_path):
+    Image.fromarray(_rgb8(100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match=r"big\.png: 100x100 = 0\.0 MP is above the limit"):
+        read_image(tmp_path / "big.png", max_pixels=5000)
+    assert read_image(tmp_path / "big.png", max_pixels=10_000).width == 100
+    assert read_image(tmp_path / "big.png", max_pixels=None).width == 100
+
+
+def test_decompression_bomb_header_rejected_before_decoding(tmp_path):
+    # A tiny file that claims 60000 x 60000 pixels: refused from the header, nothing allocated.
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100))
+    data += _png_chunk(b"IEND", b"")
+    (tmp_path / "bomb.png").write_bytes(data)
+    with pytest.raises(ImageError, match=r"bomb\.png: 60000x60000 = 3600\.0 MP is above the limit of 100 MP"):
+        read_image(tmp_path / "bomb.png")
+    assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's own guard is restored afterwards
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    img = ImageData(pixels=torch.rand(3, 4, 4))
+    (tmp_path / "out.png").mkdir()  # the target is a folder: the final rename fails
+    with pytest.raises(OSError):
+        write_image(tmp_path / "out.png", img)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+    assert list((tmp_path / "out.png").iterdir()) == []
+
+
+def test_image_data_validation():
+    with pytest.raises(ValueError, match="pixels"):
+        ImageData(pixels=torch.rand(2, 4, 4))
+    with pytest.raises(ValueError, match="alpha"):
+        ImageData(pixels=torch.rand(3, 4, 4), alpha=torch.rand(1, 4, 5))
+    with pytest.raises(ValueError, match="bit_depth"):
+        ImageData(pixels=torch.rand(3, 4, 4), bit_depth=12)

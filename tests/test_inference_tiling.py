@@ -1,0 +1,252 @@
+"""Tiled inference: tile layout, blend weights, equivalence with untiled output, no seams, memory."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from esrgan.inference import Upscaler
+from esrgan.inference.tiling import (
+    CostModel,
+    auto_tile_size,
+    available_cpu_memory,
+    axis_tiles,
+    axis_weights,
+    count_tiles,
+    pad_to_multiple,
+    tiled_apply,
+)
+from esrgan.models import RRDBNet
+
+
+def _tiny(seed: int = 0, **kw) -> RRDBNet:
+    # Full-gain initialisation: the paper's 0.1-scaled init makes a near-identity body whose output
+    # barely depends on context, which would hide tiling errors. This one clearly does: cutting the
+    # image into tiles without overlap changes it by up to a full 8-bit range (checked below).
+    torch.manual_seed(seed)
+    args = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4} | kw
+    model = RRDBNet(**args)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, a=0.2)
+            torch.nn.init.normal_(m.bias, std=0.01)
+    return model.eval()
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.double() - b.double()).pow(2).mean().item()
+    return float("inf") if mse == 0 else -10 * torch.log10(torch.tensor(mse)).item()
+
+
+def _image(h: int, w: int, seed: int = 1) -> torch.Tensor:
+    # Smooth structure plus texture: closer to a photo than white noise, so seams would show.
+    g = torch.Generator().manual_seed(seed)
+    low = F.interpolate(torch.rand(1, 3, h // 6 + 2, w // 6 + 2, generator=g), size=(h, w), mode="bicubic")
+    return (0.8 * low + 0.2 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize("length", [1, 7, 31, 32, 33, 64, 100, 257])
+@pytest.mark.parametrize(("tile", "overlap", "multiple"), [(32, 8, 1), (32, 0, 1), (24, 16, 1), (32, 8, 4)])
+def test_axis_tiles_cover_with_overlap(length, tile, overlap, multiple):
+    length += (-length) % multiple
+    tiles = axis_tiles(length, tile, overlap, multiple)
+    if length <= tile:
+        assert tiles == [(0, length)]
+        return
+    assert tiles[0][0] == 0 and tiles[-1][0] + tiles[-1][1] == length
+    for (s0, n0), (s1, n1) in itertools.pairwise(tiles):
+        assert n0 == n1 == tile
+        assert s0 % multiple == 0 and s1 % multiple == 0
+        assert s0 + n0 - s1 >= overlap  # neighbours overlap by at least the requested amount
+        assert s1 > s0
+
+
+def test_axis_tiles_rejects_overlap_not_below_tile():
+    with pytest.raises(ValueError, match="too small"):
+        axis_tiles(100, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "scale"), [(100, 32, 8, 4), (72, 48, 32, 2), (9, 4, 3, 1)]
+)
+def test_axis_weights_partition_of_unity(length, tile, overlap, scale):
+    tiles = axis_tiles(length, tile, overlap)
+    weights = axis_weights(tiles, scale, length)
+    total = torch.zeros(length * scale)
+    for (start, size), w in zip(tiles, weights, strict=True):
+        assert w.shape == (size * scale,) and (w >= 0).all()
+        total[start * scale : (start + size) * scale] += w
+    torch.testing.assert_close(total, torch.ones_like(total))
+    # Each tile's outermost overlap pixels (least context) get (almost) no weight.
+    assert weights[0][-1] < 1e-6 and weights[1][0] < 1e-6
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (5, 3), (40, 17), (33, 64), (70, 70)])
+@pytest.mark.parametrize("multiple", [1, 2, 4])
+def test_tiled_apply_exact_for_pointwise_fn(h, w, multiple):
+    # With a position-independent function, blending must reproduce the untiled result exactly.
+    x = torch.rand(2, 3, h, w)
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        assert t.shape[-1] % multiple == 0 and t.shape[-2] % multiple == 0
+        return F.interpolate(t, scale_factor=2, mode="nearest") * 0.5 + 0.25
+
+    expected = F.interpolate(x, scale_factor=2, mode="nearest") * 0.5 + 0.25
+    calls = []
+    out = tiled_apply(
+        fn,
+        x,
+        scale=2,
+        out_channels=3,
+        tile=16,
+        overlap=4,
+        multiple=multiple,
+        on_tile=lambda d, n: calls.append(d),
+    )
+    assert out.shape == (2, 3, 2 * h, 2 * w)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    assert calls == list(range(1, count_tiles(h, w, tile=16, overlap=4, multiple=multiple) + 1))
+
+
+def test_pad_to_multiple_replicates_any_size():
+    x = torch.rand(1, 3, 1, 3)
+    y, ph, pw = pad_to_multiple(x, 4)
+    assert y.shape == (1, 3, 4, 4) and (ph, pw) == (3, 1)
+    assert torch.equal(y[..., 3, :3], x[..., 0, :])
+
+
+# --------------------------------------------------------------------------------- with a real net
+
+
+@pytest.mark.parametrize(("h", "w", "tile"), [(37, 53, 24), (64, 40, 32), (20, 20, 32)])
+def test_tiled_matches_untiled_tiny_rrdbnet(h, w, tile):
+    model = _tiny()
+    x = _image(h, w)
+    untiled = Upscaler(model, device="cpu", precision="fp32", tile=0).upscale(x)
+    tiled = Upscaler(model, device="cpu", precision="fp32", tile=tile, tile_overlap=16).upscale(x)
+    assert tiled.shape == untiled.shape == (1, 3, 4 * h, 4 * w)
+    assert _psnr(tiled, untiled) > 70
+    assert (tiled - untiled).abs().max() < 2 / 255
+
+
+def test_no_seams_at_tile_borders():
+    model = _tiny(seed=3)
+    h, w, tile, overlap = 48, 80, 32, 16
+    x = _image(h, w, seed=5)
+    untiled = Upscaler(model, device="cpu", precision="fp32", tile=0).upscale(x)
+    tiled = Upscaler(model, device="cpu", precision="fp32", tile=tile, tile_overlap=overlap).upscale(x)
+    # Within about one 8-bit level everywhere: nothing a viewer (or a quantised file) could show.
+    assert (tiled - untiled).abs().max() < 2 / 255
+    assert _max_step_excess(tiled, untiled, w, tile, overlap) < 1e-3
+
+    # Control: the same net tiled without overlap (two 40-wide tiles) shows a step at x = 40, so
+    # the check above can fail.
+    hard = Upscaler(model, device="cpu", precision="fp32", tile=40, tile_overlap=0).upscale(x)
+    assert _max_step_excess(hard, untiled, w, 40, 0) > 0.02
+
+
+def _max_step_excess(tiled: torch.Tensor, untiled: torch.Tensor, w: int, tile: int, overlap: int) -> float:
+    # A seam is a jump between neighbouring output columns at a tile edge (where a tile starts or
+    # ends) that the untiled output does not have there.
+    worst = 0.0
+    for start, size in axis_tiles(w, tile, overlap):
+        for edge in (start, start + size):
+            c = edge * 4
+            if 0 < c < 4 * w:
+                step_t = (tiled[..., c] - tiled[..., c - 1]).abs().mean()
+                step_u = (untiled[..., c] - untiled[..., c - 1]).abs().mean()
+                worst = max(worst, abs(step_t - step_u).item())
+    return worst
+
+
+def test_pixel_unshuffle_model_any_size():
+    model = _tiny(scale=2, pixel_unshuffle=True)
+    assert model.input_multiple == 2
+    x = _image(41, 51)
+    untiled = Upscaler(model, device="cpu", precision="fp32", tile=0).upscale(x)
+    tiled = Upscaler(model, device="cpu", precision="fp32", tile=32, tile_overlap=24).upscale(x)
+    assert untiled.shape == tiled.shape == (1, 3, 82, 102)
+    assert _psnr(tiled, untiled) > 60
+    with pytest.raises(ValueError, match="multiple"):
+        Upscaler(model, device="cpu", tile=15, tile_overlap=4)
+
+
+def test_model_only_sees_tiles():
+    # Memory is bounded by the tile: the network's input never exceeds it, whatever the image size.
+    model = _tiny()
+    seen: list[tuple[int, ...]] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
+    up = Upscaler(model, device="cpu", precision="fp32", tile=24, tile_overlap=8)
+    out = up.upscale(torch.rand(1, 3, 90, 61))
+    assert out.shape == (1, 3, 360, 244)
+    assert len(seen) == up.num_tiles(90, 61) > 1
+    assert max(s[2] for s in seen) <= 24 and max(s[3] for s in seen) <= 24
+
+
+# ---------------------------------------------------------------------------------------- auto tile
+
+
+def test_cost_model_scales_with_width_and_scale():
+    base = CostModel(num_feat=64, num_grow_ch=32, scale=4)
+    fp32 = base.activation_bytes_per_pixel(dtype=torch.float32)
+    assert fp32 == pytest.approx(18 * 64 * 16)
+    half = CostModel(num_feat=32, num_grow_ch=32, scale=4)
+    assert half.activation_bytes_per_pixel(dtype=torch.float32) == pytest.approx(fp32 / 2)
+    # CPU autocast keeps fp32 and bf16 copies; a GPU holding half weights needs half of its fp32.
+    assert base.activation_bytes_per_pixel(dtype=torch.bfloat16) > fp32
+    gpu32 = base.activation_bytes_per_pixel(dtype=torch.float32, device_type="cuda")
+    assert base.activation_bytes_per_pixel(dtype=torch.float16, device_type="cuda") == pytest.approx(
+        gpu32 / 2
+    )
+    # x2 needs a quarter of x4's tail; x1 (pixel-unshuffle) is bounded by the body instead.
+    x2 = CostModel(num_feat=64, num_grow_ch=32, scale=2).activation_bytes_per_pixel(dtype=torch.float32)
+    assert x2 == pytest.approx(fp32 / 4)
+    assert CostModel.for_model(_tiny()) == CostModel(num_feat=8, num_grow_ch=4, scale=4)
+
+
+def test_auto_tile_from_memory():
+    cost = CostModel(num_feat=64, num_grow_ch=32, scale=4)
+    kw = {"device": torch.device("cpu"), "dtype": torch.float32}
+    # Plenty of memory for a small image: no tiling.
+    assert auto_tile_size(cost, image_hw=(200, 300), available=64 * 2**30, **kw) == 0
+    # 1 GiB free, big image: accumulators (4 x 17 x 4 bytes/px) come off first, the rest sets the tile.
+    hw = (2000, 3000)
+    tile = auto_tile_size(cost, image_hw=hw, available=2**30, multiple=4, **kw)
+    budget = 2**30 * 0.5 - 4 * 4 * 17 * 6_000_000
+    assert budget < 0 and tile == 32  # not even the accumulators fit: smallest tile
+    tile = auto_tile_size(cost, image_hw=hw, available=8 * 2**30, multiple=4, **kw)
+    budget = 8 * 2**30 * 0.5 - 4 * 4 * 17 * 6_000_000
+    expected = int((budget / (18 * 64 * 16)) ** 0.5)
+    assert tile == expected - expected % 4 and tile % 4 == 0
+    more = auto_tile_size(cost, image_hw=hw, available=16 * 2**30, multiple=4, **kw)
+    assert more > tile
+
+
+def test_auto_tile_respects_int32_indexing_limit():
+    cost = CostModel(num_feat=64, num_grow_ch=32, scale=4)
+    tile = auto_tile_size(
+        cost,
+        image_hw=(10_000, 10_000),
+        device=torch.device("cuda"),
+        dtype=torch.float16,
+        available=10**15,
+    )
+    assert 0 < tile <= cost.max_tile_for_elements()
+    assert tile * tile * 64 * 16 < 2**31
+
+
+def test_available_cpu_memory_is_positive():
+    assert available_cpu_memory() > 0
+
+
+def test_upscaler_auto_tile_on_cpu():
+    up = Upscaler(_tiny(), device="cpu", precision="fp32", tile="auto")
+    assert up.tile_for(64, 64) == 0  # a tiny net on a small image fits in one go
+    out = up.upscale(torch.rand(1, 3, 10, 12))
+    assert out.shape == (1, 3, 40, 48)
