@@ -335,3 +335,14 @@ def test_interpolate_generators_refuses_mismatched_architectures(tmp_path: pathl
         interpolate_generators(tmp_path / "psnr.safetensors", tmp_path / "gan.safetensors", 0.8)
     model = interpolate_generators(tmp_path / "psnr.safetensors", tmp_path / "gan1.pth", 0.5)
     assert model.config == tiny_model(num_block=1).config
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_interpolate_state_dicts_across_devices() -> None:
+    from esrgan.weights import interpolate_state_dicts
+
+    a = {"w": torch.zeros(3)}
+    b = {"w": torch.ones(3, device="cuda")}
+    out = interpolate_state_dicts(a, b, 0.8)
+    assert out["w"].device.type == "cpu"
+    assert torch.allclose(out["w"], torch.full((3,), 0.8))

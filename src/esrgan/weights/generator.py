@@ -68,7 +68,8 @@ def interpolate_state_dicts(
         if a.shape != b.shape:
             raise WeightsError(f"{key}: shape {tuple(a.shape)} (PSNR) differs from {tuple(b.shape)} (GAN)")
         dtype = torch.promote_types(a.dtype, b.dtype)
-        mixed = torch.lerp(a.to(torch.float32), b.to(torch.float32), alpha)
+        # On the CPU: a trainer hands in a CUDA generator and a PSNR model loaded from disk (seen on an H200).
+        mixed = torch.lerp(a.detach().to("cpu", torch.float32), b.detach().to("cpu", torch.float32), alpha)
         out[key] = mixed.to(dtype) if dtype.is_floating_point else mixed
     return out
 
