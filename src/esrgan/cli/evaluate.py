@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from esrgan.cli._common import parse_tile
+
 BICUBIC = "bicubic"
 LPIPS_VGG_FILE = "vgg16_imagenet_features.safetensors"
 LPIPS_HEADS_FILE = "lpips_vgg_v0.1_heads.safetensors"
@@ -17,24 +19,6 @@ LPIPS_HEADS_FILE = "lpips_vgg_v0.1_heads.safetensors"
 def _fatal(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {' '.join(message.split())}", err=True)
     return typer.Exit(code)
-
-
-def _parse_tile(value: str) -> int | str:
-    text = value.strip().lower()
-    if text == "auto":
-        return "auto"
-    try:
-        tile = int(text)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not 'auto' or a whole number of pixels") from None
-    if tile < 0:
-        raise typer.BadParameter("must be >= 0 (0 = no tiling)")
-    return tile
-
-
-def default_data_root() -> Path:
-    env = os.environ.get("ESRGAN_DATA")
-    return Path(env) if env else Path("datasets")
 
 
 def lpips_search_dirs() -> list[Path]:
@@ -129,10 +113,12 @@ def test(
     figures = figures.strip().lower()
     if figures not in ("report", "all", "none"):
         raise _fatal(f"--figures: {figures!r} is not 'report', 'all' or 'none'")
-    tile_value = _parse_tile(tile)
+    tile_value = parse_tile(tile)
     names = [d.strip() for d in datasets.split(",") if d.strip()]
     if not names:
         raise _fatal("--datasets: no dataset given")
+    from esrgan.data.datasets import default_data_root
+
     root = data_root if data_root is not None else default_data_root()
 
     import torch

@@ -10,23 +10,12 @@ from typing import Annotated
 
 import typer
 
+from esrgan.cli._common import parse_tile
+
 DEFAULT_MODEL_NAME = "realesrgan-x4plus"
 # Mirror esrgan.inference's defaults: importing that package here would pull torch into `--help`.
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_TILE_OVERLAP = 48
-
-
-def _parse_tile(value: str) -> int | str:
-    text = value.strip().lower()
-    if text == "auto":
-        return "auto"
-    try:
-        tile = int(text)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not 'auto' or a whole number of pixels") from None
-    if tile < 0:
-        raise typer.BadParameter("must be >= 0 (0 = no tiling)")
-    return tile
 
 
 def _error(message: str) -> None:
@@ -113,7 +102,7 @@ def upscale(
     Existing outputs are kept unless --overwrite is given.
     Exit status: 0 all done, 1 some inputs failed, 2 bad options or model.
     """
-    tile_value = _parse_tile(tile)
+    tile_value = parse_tile(tile)
     if tile_overlap is None:
         small = isinstance(tile_value, int) and 0 < tile_value < 2 * DEFAULT_TILE_OVERLAP
         tile_overlap = tile_value // 2 if small else DEFAULT_TILE_OVERLAP  # type: ignore[operator]
