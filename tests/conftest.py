@@ -28,6 +28,15 @@ def _seed_torch() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny convs thrash with several OpenMP threads on a busy 2-core machine (measured 3-7x slower).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep every cache (converted zoo models, decoded images) out of the user's real cache folder."""

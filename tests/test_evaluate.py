@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -23,15 +21,6 @@ DATA = SHARED / "datasets"
 WEIGHTS = SHARED / "weights"
 needs_data = pytest.mark.skipif(not (DATA / "Set5").is_dir(), reason="shared datasets not present")
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Two cores shared by many processes: one intra-op thread avoids OpenMP spin contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @needs_data

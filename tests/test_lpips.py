@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 VGG = SHARED / "weights" / "vgg16_imagenet_features.safetensors"
 HEADS = SHARED / "weights" / "lpips_vgg_v0.1_heads.safetensors"
 pytestmark = pytest.mark.skipif(not (VGG.is_file() and HEADS.is_file()), reason="shared weights not present")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Two cores shared by many processes: one intra-op thread avoids OpenMP spin contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

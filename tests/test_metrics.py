@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,6 @@ from esrgan.metrics import psnr, rgb_to_y, ssim
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_data = pytest.mark.skipif(not (DATA / "Set14").is_dir(), reason="shared datasets not present")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Two cores shared by many processes: one intra-op thread avoids OpenMP spin contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _load(path: Path) -> torch.Tensor:
