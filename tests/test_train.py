@@ -289,6 +289,15 @@ def test_wandb_is_optional_and_named_when_missing(shared: Path, tmp_path: Path) 
         train(cfg, run_dir=tmp_path / "run", progress=False, console=lambda s: None)
 
 
+def test_wandb_offline_run_is_written_when_installed(shared: Path, tmp_path: Path) -> None:
+    pytest.importorskip("wandb")  # optional extra (`pip install .[wandb]`); CI checks the message above
+    overrides = [*tiny_overrides(shared), "logging.wandb=true", "pretraining.total_iters=2"]
+    cfg = load_config(CONFIGS / "smoke.yaml", [*overrides, "training.total_iters=0"])
+    train(cfg, run_dir=tmp_path / "run", stage="pretrain", progress=False, console=lambda s: None)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
 def test_pretrain_then_gan_as_separate_commands_in_one_folder(shared: Path, tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / "smoke.yaml", [*tiny_overrides(shared), "training.total_iters=2"])
     run = tmp_path / "run"
