@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not (VGG.is_file() and HEADS.is_file()), reason=
 
 @pytest.fixture(scope="module")
 def lpips() -> LPIPS:
-    return LPIPS(vgg_weights=VGG, heads=HEADS)
+    return LPIPS.from_files(vgg_weights=VGG, heads=HEADS)
 
 
 def _crop(i: int, size: int = 128) -> Image.Image:
@@ -74,17 +74,17 @@ def test_official_pth_layouts_load_unchanged(tmp_path, lpips):
     vgg_sd["classifier.0.weight"] = torch.zeros(4, 8)
     torch.save(vgg_sd, tmp_path / "vgg16-397923af.pth")
     torch.save(load_file(str(HEADS)), tmp_path / "vgg.pth")
-    other = LPIPS(vgg_weights=tmp_path / "vgg16-397923af.pth", heads=tmp_path / "vgg.pth")
+    other = LPIPS.from_files(vgg_weights=tmp_path / "vgg16-397923af.pth", heads=tmp_path / "vgg.pth")
     a, b = _t(_crop(5, 64))[None], _t(_crop(5, 64).filter(ImageFilter.GaussianBlur(1)))[None]
     torch.testing.assert_close(other(a, b), lpips(a, b))
 
 
 def test_bad_weight_files_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing\.safetensors"):
-        LPIPS(vgg_weights=tmp_path / "missing.safetensors", heads=HEADS)
+        LPIPS.from_files(vgg_weights=tmp_path / "missing.safetensors", heads=HEADS)
     torch.save({"lin0.model.1.weight": torch.zeros(1, 64, 1, 1)}, tmp_path / "partial.pth")
     with pytest.raises(ValueError, match=r"partial\.pth.*lin1"):
-        LPIPS(vgg_weights=VGG, heads=tmp_path / "partial.pth")
+        LPIPS.from_files(vgg_weights=VGG, heads=tmp_path / "partial.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.pth"):
-        LPIPS(vgg_weights=tmp_path / "junk.pth", heads=HEADS)
+        LPIPS.from_files(vgg_weights=tmp_path / "junk.pth", heads=HEADS)

@@ -189,7 +189,7 @@ def test(
             from esrgan.metrics import LPIPS
 
             try:
-                lpips_net = LPIPS(vgg_weights=found[0], heads=found[1]).to(dev)
+                lpips_net = LPIPS.from_files(vgg_weights=found[0], heads=found[1]).to(dev)
             except (ValueError, OSError) as exc:
                 raise _fatal(str(exc)) from None
     for note in notes:

@@ -8,6 +8,7 @@ torchvision-layout VGG16 (`features.N.*`, safetensors or .pth) and the official 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -46,31 +47,48 @@ def _load_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
 class LPIPS(nn.Module):
     """LPIPS-VGG distance; `forward(a, b)` with RGB (or grey) images in [0, 1] -> Tensor[N], lower is better.
 
-    Reads the two weight files given (this class is only built where a metric is wanted).
+    The constructor only builds the network; `LPIPS.from_files(vgg_weights=..., heads=...)` (or
+    `load_weights` with state dicts) gives it the published weights.
     """
 
-    def __init__(self, *, vgg_weights: str | Path, heads: str | Path) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.vgg = VGGFeatureExtractor(arch="vgg16", layers=LPIPS_LAYERS, use_input_norm=False)
-        vgg_sd = _load_tensors(vgg_weights, "VGG16 weights")
-        try:
-            self.vgg.load_torchvision_state_dict(vgg_sd)
-        except ValueError as exc:
-            raise ValueError(f"{vgg_weights}: {exc}") from exc
-        head_sd = _load_tensors(heads, "LPIPS heads")
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS)
-        for i, (head, c) in enumerate(zip(self.heads, _CHANNELS, strict=True)):
-            key = f"lin{i}.model.1.weight"
-            w = head_sd.get(key)
-            if w is None:
-                raise ValueError(f"{heads}: LPIPS heads lack {key!r} (not an LPIPS-VGG v0.1 file?)")
-            if tuple(w.shape) != (1, c, 1, 1):
-                raise ValueError(f"{heads}: {key} has shape {tuple(w.shape)}, expected (1, {c}, 1, 1)")
-            head.weight.data.copy_(w)
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
+
+    @classmethod
+    def from_files(cls, *, vgg_weights: str | Path, heads: str | Path) -> LPIPS:
+        """Torchvision-layout VGG16 weights and the official v0.1 heads, safetensors or .pth."""
+        model = cls()
+        vgg_sd = _load_tensors(vgg_weights, "VGG16 weights")
+        head_sd = _load_tensors(heads, "LPIPS heads")
+        model.load_weights(vgg_sd, head_sd, vgg_source=str(vgg_weights), heads_source=str(heads))
+        return model
+
+    def load_weights(
+        self,
+        vgg_state: Mapping[str, torch.Tensor],
+        heads_state: Mapping[str, torch.Tensor],
+        *,
+        vgg_source: str = "VGG16 weights",
+        heads_source: str = "LPIPS heads",
+    ) -> None:
+        try:
+            self.vgg.load_torchvision_state_dict(vgg_state)
+        except ValueError as exc:
+            raise ValueError(f"{vgg_source}: {exc}") from exc
+        for i, (head, c) in enumerate(zip(self.heads, _CHANNELS, strict=True)):
+            key = f"lin{i}.model.1.weight"
+            w = heads_state.get(key)
+            if w is None:
+                raise ValueError(f"{heads_source}: LPIPS heads lack {key!r} (not an LPIPS-VGG v0.1 file?)")
+            if tuple(w.shape) != (1, c, 1, 1):
+                raise ValueError(f"{heads_source}: {key} has shape {tuple(w.shape)}, expected (1, {c}, 1, 1)")
+            head.weight.data.copy_(w)
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 3:

@@ -288,7 +288,8 @@ class Trainer:
 
         v = self.cfg.validation
         try:
-            return LPIPS(vgg_weights=v.lpips_vgg_weights, heads=v.lpips_heads).to(self.device).eval()
+            lpips = LPIPS.from_files(vgg_weights=v.lpips_vgg_weights, heads=v.lpips_heads)
+            return lpips.to(self.device).eval()
         except (OSError, ValueError) as exc:
             raise TrainingError(f"validation.lpips_*: {exc}") from exc
 
