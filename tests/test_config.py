@@ -32,9 +32,13 @@ def test_seed_json_configs_load_with_their_own_keys(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_yaml_configs_load(path: Path) -> None:
+def test_yaml_configs_load_and_train_on_bsds500_only(path: Path) -> None:
     cfg = load_config(path)
-    assert cfg.training.train_datasets == ["bsds500"]
+    # Offline configs: BSDS500 splits only; Set5/Set14 are test sets and never training data.
+    sources = {*cfg.pretraining.train_datasets, *cfg.training.train_datasets}
+    sources |= {*cfg.pretraining.val_datasets, *cfg.training.val_datasets}
+    assert sources <= {"bsds500", "bsds500-test"}
+    assert "bsds500" in cfg.training.train_datasets
 
 
 def test_experiment_table_values() -> None:

@@ -313,3 +313,32 @@ def test_pretrain_then_gan_as_separate_commands_in_one_folder(shared: Path, tmp_
     with safe_open(str(run / "weights" / "interp_alpha0.8.safetensors"), "pt") as f:
         assert f.metadata()["psnr_weights"] == str(run / "weights" / "pretrain_g.safetensors")
     assert _tb_steps(run, "gan/train/lr_g") == [PRETRAIN + 2]
+
+
+def test_cpu_recipe_channels_last_cosine_resumes_exactly(shared: Path, tmp_path: Path) -> None:
+    """The shipped models' recipe (NHWC, cosine LR, spatial-only augmentation, BSDS500 train + test)
+    resumes bit-exactly, and its release weights are ordinary contiguous tensors."""
+    over = [
+        *tiny_overrides(shared),
+        "channels_last=true",
+        "pretraining.scheduler=cosine",
+        "pretraining.lr_min=1e-6",
+        "data.augment=spatial",
+        "pretraining.train_datasets=[bsds500, bsds500-test]",
+    ]
+    cfg = load_config(CONFIGS / "smoke.yaml", over)
+    quiet = {"progress": False, "console": lambda s: None}
+    whole = train(cfg, run_dir=tmp_path / "whole", stage="pretrain", **quiet)
+    assert whole.completed
+    first = train(cfg, run_dir=tmp_path / "split", stage="pretrain", stop_after=3, **quiet)
+    assert not first.completed
+    assert train(cfg, run_dir=tmp_path / "split", stage="pretrain", resume=True, **quiet).completed
+    for name in ("pretrain_g", "pretrain_g_ema"):
+        a = load_file(tmp_path / "whole" / "weights" / f"{name}.safetensors")
+        b = load_file(tmp_path / "split" / "weights" / f"{name}.safetensors")
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    lrs = [r["lr_g"] for r in _records(tmp_path / "whole") if r["split"] == "train"]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < cfg.pretraining.lr / 2  # cosine decays
+    state = load_checkpoint(tmp_path / "whole" / "checkpoints" / f"pretrain_{PRETRAIN:08d}.pt")
+    assert state["ema_updates"] == PRETRAIN

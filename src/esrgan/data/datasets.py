@@ -43,7 +43,7 @@ from esrgan.data.transforms import (
 )
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
-SOURCE_NAMES = ("div2k", "bsds500", "set5", "set14")
+SOURCE_NAMES = ("div2k", "bsds500", "bsds500-test", "set5", "set14")
 Mode = Literal["train", "val"]
 
 
@@ -516,6 +516,8 @@ def _build(
         return DIV2K(root, split="train" if train else "valid", scale=scale, download=download, **kwargs)  # type: ignore[arg-type]
     if key == "bsds500":
         return BSDS500(root, split="train" if train else "val", scale=scale, download=download, **kwargs)  # type: ignore[arg-type]
+    if key == "bsds500-test":  # BSDS500's 200 test images, used as extra training (or validation) data
+        return BSDS500(root, split="test", scale=scale, download=download, **kwargs)  # type: ignore[arg-type]
     if key in _BENCHMARK_DIRS:
         return Benchmark(root, name=key, scale=scale, lr="degrade", **kwargs)  # type: ignore[arg-type]
     path = Path(source).expanduser()
@@ -552,7 +554,8 @@ def make_train_dataset(
 ) -> Dataset:
     """Training dataset: random aligned `patch_size` HR crops with the stage's augmentation.
 
-    `sources`: "div2k" (train split, official bicubic LR), "bsds500" (train split), "set5", "set14", or a
+    `sources`: "div2k" (train split, official bicubic LR), "bsds500" (train split), "bsds500-test"
+    (BSDS500's test split), "set5", "set14", or a
     folder of HR images (LR made on the fly); several are concatenated. `root`: data root (default
     `$ESRGAN_DATA` or ./datasets). `augment`: default `AugmentConfig.for_stage(stage)`. `cache`: decoded
     images cached in memory and as memory-mapped .npy files under the user cache dir (or a given

@@ -25,6 +25,7 @@ the batch, so there only the pretrain stage (G has no BatchNorm) matches single-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import threading
@@ -198,6 +199,7 @@ class Trainer:
             torch.set_num_threads(cfg.cpu_threads)
         self.amp_dtype, use_scaler = resolve_amp(cfg.precision, device)
         self.use_scaler = use_scaler
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.weights_dir = self.run_dir / "weights"
         self.logger: RunLogger | None = None
@@ -294,7 +296,7 @@ class Trainer:
             raise TrainingError(f"validation.lpips_*: {exc}") from exc
 
     def _datasets(self, stage: str) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
-        from esrgan.data import AugmentConfig, make_train_dataset, make_val_dataset
+        from esrgan.data import make_train_dataset, make_val_dataset
 
         cfg = self.cfg
         sc = cfg.pretraining if stage == "pretrain" else cfg.training
@@ -304,7 +306,7 @@ class Trainer:
             try:
                 train_ds = make_train_dataset(
                     sc.train_datasets, root=root, scale=cfg.scale_factor, patch_size=sc.cr_patch_size[0],
-                    stage=stage, augment=None if cfg.data.augment else AugmentConfig.none(),
+                    stage=stage, augment=_augment_config(cfg.data.augment, stage),
                     cache=cfg.data.cache, download=cfg.data.download, max_images=cfg.data.max_train_images,
                     seed=cfg.seed,
                 )  # fmt: skip
@@ -375,12 +377,17 @@ class Trainer:
         cfg = self.cfg
         device = self.device
         g, psnr_weights = self._initial_generator(stage, st)
-        g = g.to(device).train()
+        g = g.to(device, memory_format=self.memory_format).train()
         sc = cfg.pretraining if stage == "pretrain" else cfg.training
         lr_g = cfg.pretraining.lr if stage == "pretrain" else cfg.training.g_lr
         opt_g = torch.optim.Adam(g.parameters(), lr=lr_g, betas=tuple(sc.betas))
-        if stage == "pretrain":
-            sched_g: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.StepLR(
+        total = self._total_iters(stage, num_items)
+        if stage == "pretrain" and cfg.pretraining.scheduler == "cosine":
+            sched_g: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt_g, T_max=max(1, total), eta_min=cfg.pretraining.lr_min
+            )
+        elif stage == "pretrain":
+            sched_g = torch.optim.lr_scheduler.StepLR(
                 opt_g, step_size=cfg.pretraining.sched_step, gamma=cfg.pretraining.sched_gamma
             )
         else:
@@ -389,7 +396,7 @@ class Trainer:
             )
         s = _StageState(
             stage=stage,
-            total=self._total_iters(stage, num_items),
+            total=total,
             g=g,
             g_train=g,
             opt_g=opt_g,
@@ -408,7 +415,7 @@ class Trainer:
             )
             if self.dist.enabled and device.type == "cuda":
                 d = nn.SyncBatchNorm.convert_sync_batchnorm(d)
-            s.d = d.to(device).train()
+            s.d = d.to(device, memory_format=self.memory_format).train()
             s.opt_d = torch.optim.Adam(s.d.parameters(), lr=cfg.training.d_lr, betas=tuple(sc.betas))
             s.sched_d = torch.optim.lr_scheduler.MultiStepLR(
                 s.opt_d, milestones=cfg.training.d_sched_steps, gamma=cfg.training.d_sched_gamma
@@ -435,6 +442,7 @@ class Trainer:
             "generator_config": s.g.config.to_dict(),
             "generator": s.g.state_dict(),
             "ema": s.ema.state_dict() if s.ema is not None else None,
+            "ema_updates": s.ema.updates if s.ema is not None else 0,
             "discriminator": s.d.state_dict() if s.d is not None else None,
             "optim_g": s.opt_g.state_dict(),
             "sched_g": s.sched_g.state_dict(),
@@ -455,7 +463,8 @@ class Trainer:
             s.g.load_state_dict(st["generator"])
             if s.ema is not None:
                 if st.get("ema") is not None:
-                    s.ema.load_state_dict(st["ema"])
+                    # Files written before the EMA warm-up existed carry no count: their EMA saw every step.
+                    s.ema.load_state_dict(st["ema"], updates=int(st.get("ema_updates", st["iteration"])))
                 else:
                     s.ema = ModelEMA(s.g, decay=self.cfg.ema.decay)
             s.opt_g.load_state_dict(st["optim_g"])
@@ -654,7 +663,11 @@ class Trainer:
     # ------------------------------------------------------------------------------------ step functions
     def _batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         nb = self.device.type == "cuda"
-        return batch["lr"].to(self.device, non_blocking=nb), batch["hr"].to(self.device, non_blocking=nb)
+        mf = self.memory_format
+        return (
+            batch["lr"].to(self.device, non_blocking=nb, memory_format=mf),
+            batch["hr"].to(self.device, non_blocking=nb, memory_format=mf),
+        )
 
     def _nonfinite(self, terms: dict[str, torch.Tensor]) -> list[str]:
         bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())]
@@ -836,6 +849,18 @@ class Trainer:
             name, model, s, {"interpolation_alpha": f"{ic.alpha:g}", "psnr_weights": str(s.psnr_weights)}
         )
         self._say(f"network interpolation (alpha {ic.alpha:g}) -> {self.weights[name]}")
+
+
+def _augment_config(choice: bool | str, stage: str) -> Any:
+    """``data.augment`` as an AugmentConfig: the seed's per stage, spatial only, or none."""
+    from esrgan.data import AugmentConfig
+
+    if choice is True or choice == "seed":
+        return None  # the dataset applies AugmentConfig.for_stage(stage)
+    if choice == "spatial":
+        seed = AugmentConfig.for_stage(stage)  # type: ignore[arg-type]
+        return dataclasses.replace(seed, jpeg_p=0.0, dropout_p=0.0)
+    return AugmentConfig.none()
 
 
 def _fmt_seconds(seconds: float) -> str:
