@@ -46,7 +46,7 @@ class PretrainingConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     sched_step: int = 200000  # StepLR period in iterations
     sched_gamma: float = 0.5
-    scheduler: Literal["step", "cosine"] = "step"  # step: the paper's StepLR; cosine: lr -> lr_min over the stage
+    scheduler: Literal["step", "cosine"] = "step"  # step: the paper's StepLR; cosine: lr -> lr_min
     lr_min: float = 1e-7  # final learning rate of the cosine schedule
     train_datasets: list[str] = field(default_factory=lambda: ["div2k"])
     val_datasets: list[str] = field(default_factory=lambda: ["div2k"])
