@@ -35,6 +35,19 @@ _MAX_ELEMENTS = 2**31 - 1
 _MIN_AUTO_TILE = 32
 _MAX_AUTO_TILE = 2048
 
+# Input pixels of overlap between neighbouring tiles. Seams are cross-faded in the middle of the overlap,
+# so each output pixel keeps about half of it as real context: the 23-block x4 models need ~24 pixels to
+# stay within 0.05 dB (PSNR to HR) of untiled output.
+DEFAULT_TILE_OVERLAP = 48
+
+
+def default_tile_overlap(tile: int | str) -> int:
+    """The overlap to use with `tile` when none is given: `DEFAULT_TILE_OVERLAP`, or half the tile for
+    explicit tiles under twice that, so a small tile still works (with less context) instead of failing."""
+    if isinstance(tile, int) and not isinstance(tile, bool) and 0 < tile < 2 * DEFAULT_TILE_OVERLAP:
+        return tile // 2
+    return DEFAULT_TILE_OVERLAP
+
 
 @dataclass(frozen=True)
 class CostModel:

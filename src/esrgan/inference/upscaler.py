@@ -14,9 +14,14 @@ from esrgan.inference.precision import (
     resolve_precision,
     uses_channels_last,
 )
-from esrgan.inference.tiling import CostModel, ProgressFn, auto_tile_size, count_tiles, tiled_apply
-
-DEFAULT_TILE_OVERLAP = 48
+from esrgan.inference.tiling import (
+    DEFAULT_TILE_OVERLAP,
+    CostModel,
+    ProgressFn,
+    auto_tile_size,
+    count_tiles,
+    tiled_apply,
+)
 
 
 class Upscaler:
