@@ -1,8 +1,28 @@
-"""Option parsing shared by several commands."""
+"""What every command shares: one way to report an error and exit, and option parsing."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+EXIT_FAILED = 1
+"""The command ran but something failed (an input, a conversion)."""
+EXIT_USAGE = 2
+"""Nothing was done: a bad option, model or data set (click uses 2 for usage errors too)."""
+
+
+def error(message: str) -> None:
+    """Print `error: MESSAGE` as one line on stderr, without breaking progress bars being drawn."""
+    from tqdm import tqdm
+
+    tqdm.write(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print a one-line error; returns the exit to raise: `raise fail(...) from None`."""
+    error(message)
+    return typer.Exit(code)
 
 
 def parse_tile(value: str) -> int | str:

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+from esrgan.cli._common import fail as _fail
 
 
 def register(app: typer.Typer) -> None:

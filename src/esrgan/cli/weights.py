@@ -8,12 +8,9 @@ from typing import Annotated
 
 import typer
 
+from esrgan.cli._common import EXIT_FAILED, fail
+
 LAYOUT_HELP = "Layout of a .pth output: basicsr ({'params_ema': ...}), basicsr-params ({'params': ...}), old."
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
 
 
 def _arch_summary(config: object) -> str:
@@ -40,9 +37,9 @@ def convert(
 
     suffix = dst.suffix.lower()
     if suffix not in (".safetensors", ".pth", ".pt"):
-        raise _fail(f"{dst}: output must end in .safetensors, .pth or .pt")
+        raise fail(f"{dst}: output must end in .safetensors, .pth or .pt", EXIT_FAILED)
     if suffix != ".safetensors" and layout not in PTH_LAYOUTS:
-        raise _fail(f"{dst}: unknown --layout {layout!r} (use {', '.join(PTH_LAYOUTS)})")
+        raise fail(f"{dst}: unknown --layout {layout!r} (use {', '.join(PTH_LAYOUTS)})", EXIT_FAILED)
     try:
         loaded = resolve_weights(src, progress=not quiet)
         if suffix == ".safetensors":
@@ -54,7 +51,7 @@ def convert(
             save_pth(loaded.state_dict, loaded.config, dst, layout=layout)  # type: ignore[arg-type]
             written = f"{layout} .pth"
     except (WeightsError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), EXIT_FAILED) from None
     if not quiet:
         typer.echo(f"{src} ({loaded.layout}) -> {dst} ({written}): {_arch_summary(loaded.config)}")
 
@@ -69,7 +66,7 @@ def info(
     try:
         loaded = resolve_weights(spec, progress=not as_json)
     except (WeightsError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), EXIT_FAILED) from None
     report = {
         "file": str(loaded.path),
         "layout": loaded.layout,
@@ -105,9 +102,9 @@ def interpolate(
     from esrgan.weights import WeightsError, interpolate_weights, save_state_dict
 
     if not 0.0 <= alpha <= 1.0:
-        raise _fail(f"--alpha must be in [0, 1], got {alpha}")
+        raise fail(f"--alpha must be in [0, 1], got {alpha}", EXIT_FAILED)
     if out.suffix.lower() != ".safetensors":
-        raise _fail(f"{out}: output must be a .safetensors file")
+        raise fail(f"{out}: output must be a .safetensors file", EXIT_FAILED)
     try:
         sd, a, b = interpolate_weights(psnr, gan, alpha, progress=not quiet)
         meta = {
@@ -119,7 +116,7 @@ def interpolate(
         }
         save_state_dict(sd, a.config, out, metadata=meta)
     except (WeightsError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), EXIT_FAILED) from None
     if not quiet:
         typer.echo(f"{out}: {1 - alpha:g} x {psnr} + {alpha:g} x {gan} ({_arch_summary(a.config)})")
 

@@ -1,11 +1,22 @@
 """Benchmark evaluation (`esrgan test`): per-image protocol metrics, reports and comparison figures."""
 
+from esrgan.evaluation.run import (
+    BICUBIC,
+    EvaluationError,
+    EvaluationOptions,
+    EvaluationRun,
+    OptionError,
+    run_test,
+)
 from esrgan.evaluation.runner import (
+    LPIPS_HEADS_FILE,
+    LPIPS_VGG_FILE,
     METRIC_KEYS,
     DatasetResult,
     ImageResult,
     Sample,
     bicubic_sr,
+    default_lpips_search_dirs,
     evaluate_dataset,
     load_sample_inputs,
     run_sample,
@@ -13,13 +24,22 @@ from esrgan.evaluation.runner import (
 )
 
 __all__ = [
+    "BICUBIC",
+    "LPIPS_HEADS_FILE",
+    "LPIPS_VGG_FILE",
     "METRIC_KEYS",
     "DatasetResult",
+    "EvaluationError",
+    "EvaluationOptions",
+    "EvaluationRun",
     "ImageResult",
+    "OptionError",
     "Sample",
     "bicubic_sr",
+    "default_lpips_search_dirs",
     "evaluate_dataset",
     "load_sample_inputs",
     "run_sample",
+    "run_test",
     "score",
 ]

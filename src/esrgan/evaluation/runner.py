@@ -8,6 +8,7 @@ PSNR/SSIM on Y and RGB with a `scale`-pixel border crop, and LPIPS (whole image)
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from esrgan.metrics import psnr, ssim
 LRSource = Literal["degrade", "given"]
 SRFunction = Callable[[torch.Tensor], torch.Tensor]
 METRIC_KEYS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips")
+# The standard file names of LPIPS's two weight files (VGG16 features and the v0.1 linear heads).
+LPIPS_VGG_FILE = "vgg16_imagenet_features.safetensors"
+LPIPS_HEADS_FILE = "lpips_vgg_v0.1_heads.safetensors"
 
 
 @dataclass
@@ -167,16 +171,28 @@ def finite_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else x
 
 
+def default_lpips_search_dirs() -> list[Path]:
+    """Where LPIPS weights are looked for by default: $ESRGAN_WEIGHTS, ./weights, then `weights` in the
+    user's data folder (platformdirs; e.g. ~/.local/share/esrgan/weights)."""
+    import platformdirs
+
+    dirs = []
+    env = os.environ.get("ESRGAN_WEIGHTS")
+    if env:
+        dirs.append(Path(env).expanduser())
+    dirs += [Path("weights"), Path(platformdirs.user_data_dir("esrgan")) / "weights"]
+    return dirs
+
+
 def lpips_weight_paths(
     vgg: Path | None, heads: Path | None, *, search: Sequence[Path]
 ) -> tuple[Path, Path] | None:
     """Explicit paths, else the standard file names in the first folder of `search` that has both."""
-    vgg_name, heads_name = "vgg16_imagenet_features.safetensors", "lpips_vgg_v0.1_heads.safetensors"
     if vgg is not None and heads is not None:
         return vgg, heads
     for folder in search:
-        v = vgg or folder / vgg_name
-        h = heads or folder / heads_name
+        v = vgg or folder / LPIPS_VGG_FILE
+        h = heads or folder / LPIPS_HEADS_FILE
         if v.is_file() and h.is_file():
             return v, h
     return None

@@ -1,14 +1,33 @@
-"""Turning command-line inputs (files, folders, globs) into (input, output) jobs.
+"""Batch upscaling (`esrgan upscale` below argument parsing): inputs to jobs, jobs to output files.
 
-Pure path logic, no image decoding: the CLI reports per-job problems and keeps going.
+`plan_jobs` turns files, folders and globs into (input, output) jobs (pure path logic); `load_upscaler`
+prepares the model; `upscale_jobs` runs the jobs and yields one `FileResult` per file, a failure being a
+one-line message rather than an exception, so a caller reports it and the other files still run.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+
+from esrgan.inference import (
+    DEFAULT_MAX_PIXELS,
+    DeviceError,
+    ImageError,
+    Upscaler,
+    format_for_path,
+    read_image,
+    upscale_image,
+    write_image,
+)
+from esrgan.inference.tiling import ProgressFn, default_tile_overlap
 
 # What a folder or glob picks up; a file named explicitly is always tried, whatever its extension.
 IMAGE_EXTENSIONS = frozenset(
@@ -64,6 +83,10 @@ class Plan:
     problems: list[Problem]
     existing: list[Job]
     """Jobs whose output already exists (skipped unless overwriting)."""
+
+    def to_run(self, *, overwrite: bool) -> list[Job]:
+        """The jobs to run: those with existing outputs too when overwriting."""
+        return [*self.jobs, *self.existing] if overwrite else list(self.jobs)
 
 
 def _is_image_name(p: Path) -> bool:
@@ -191,3 +214,118 @@ def plan_jobs(
         job = Job(src=f.path, dst=dst)
         (existing if dst.exists() else jobs).append(job)
     return Plan(jobs=jobs, problems=problems, existing=existing)
+
+
+def check_ext(ext: str | None) -> str | None:
+    """`ext` normalised to '.png' form (None: keep each input's); ValueError when no writer handles it."""
+    normalised = normalise_ext(ext)
+    if normalised is not None:
+        try:
+            format_for_path(Path("x" + normalised))
+        except ValueError:
+            raise ValueError(f"{ext}: not an image format this tool can write") from None
+    return normalised
+
+
+class SetupError(ValueError):
+    """The model or an option cannot be used, so nothing runs; the message is one line."""
+
+
+def load_upscaler(
+    model: str | None = None,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    tile: int | str = "auto",
+    tile_overlap: int | None = None,
+    progress: bool = True,
+) -> tuple[Upscaler, list[str]]:
+    """The `Upscaler` for `model` (None: the zoo's default model), and the warnings raised while preparing
+    it (e.g. emulated bf16) for the caller to show. `tile_overlap` None: `default_tile_overlap(tile)`."""
+    from esrgan.weights import WeightsError, load_generator
+    from esrgan.weights.zoo import DEFAULT_MODEL
+
+    spec = model or DEFAULT_MODEL
+    try:
+        generator = load_generator(spec, progress=progress)
+    except (WeightsError, OSError, ValueError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise SetupError(text if spec in text else f"{spec}: {text}") from None
+    overlap = default_tile_overlap(tile) if tile_overlap is None else tile_overlap
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            upscaler = Upscaler(
+                generator, device=device, precision=precision, tile=tile, tile_overlap=overlap
+            )
+        except (DeviceError, ValueError) as exc:
+            raise SetupError(str(exc)) from None
+    return upscaler, [str(w.message) for w in caught]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What became of one job: `error` is a one-line message naming the file, None once it is written."""
+
+    job: Job
+    error: str | None = None
+    megapixels_in: float = 0.0
+    megapixels_out: float = 0.0
+
+
+@dataclass
+class BatchTotals:
+    """Running counts of a batch, for its summary line."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    megapixels_in: float = 0.0
+    megapixels_out: float = 0.0
+
+    def add(self, result: FileResult) -> None:
+        if result.error is not None:
+            self.failed += 1
+            return
+        self.ok += 1
+        self.megapixels_in += result.megapixels_in
+        self.megapixels_out += result.megapixels_out
+
+
+TileProgress = Callable[[Job, int], AbstractContextManager[ProgressFn | None]]
+"""Called with a job and its tile count before it runs; the context's value is called after each tile."""
+
+
+def upscale_jobs(
+    upscaler: Upscaler,
+    jobs: Iterable[Job],
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    quality: int = 95,
+    tile_progress: TileProgress | None = None,
+) -> Iterator[FileResult]:
+    """Read, upscale and write each job's image (outputs written atomically), yielding its result.
+
+    A file that cannot be read, is too large (`max_pixels`; None: no limit), runs out of memory or
+    cannot be written gives a result with an error, and the next job runs.
+    """
+    for job in jobs:
+        try:
+            image = read_image(job.src, max_pixels=max_pixels)
+            progress: AbstractContextManager[ProgressFn | None] = nullcontext()
+            if tile_progress is not None:
+                batch = 1 if upscaler.in_channels == 3 else image.pixels.shape[0]
+                progress = tile_progress(job, upscaler.num_tiles(image.height, image.width, batch))
+            with progress as on_tile:
+                result = upscale_image(upscaler, image, on_tile=on_tile)
+            write_image(job.dst, result, quality=quality)
+        except ImageError as exc:
+            yield FileResult(job, str(exc))
+        except (torch.cuda.OutOfMemoryError, MemoryError):
+            yield FileResult(job, f"{job.src}: out of memory (try a smaller --tile)")
+        except OSError as exc:
+            yield FileResult(job, f"{job.dst}: cannot write output ({exc.strerror or exc})")
+        except ValueError as exc:
+            yield FileResult(job, f"{job.src}: {exc}")
+        else:
+            yield FileResult(job, megapixels_in=image.megapixels, megapixels_out=result.megapixels)
