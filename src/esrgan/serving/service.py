@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from esrgan.device import PRECISION_NAMES
 from esrgan.inference import DeviceError, ImageData, upscale_image
+from esrgan.inference.precision import PRECISION_NAMES
 from esrgan.serving.errors import ApiError
 from esrgan.serving.imaging import (
     content_type,

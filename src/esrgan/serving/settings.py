@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from esrgan.device import PRECISION_NAMES
+from esrgan.inference.precision import PRECISION_NAMES
 from esrgan.weights.zoo import DEFAULT_MODEL, REGISTRY
 
 BICUBIC = "bicubic"
