@@ -7,12 +7,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from esrgan.cli import app
 from esrgan.data.benchmarks import BenchmarkError, find_benchmark
+from esrgan.evaluation import (
+    EvaluationOptions,
+    OptionError,
+    default_lpips_search_dirs,
+    run_test,
+)
 from esrgan.models import RRDBNet
 from esrgan.weights import save_generator
 
@@ -162,6 +170,7 @@ def test_model_file_on_a_folder_with_lpips_images_and_all_figures(tmp_path):
 def test_missing_dataset_and_missing_lpips_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ESRGAN_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "no-data-home"))
     res = runner.invoke(
         app, ["test", "-m", "bicubic", "-d", "set5", "--data-root", str(tmp_path / "nowhere")]
     )
@@ -183,3 +192,87 @@ def test_missing_dataset_and_missing_lpips_weights(tmp_path, monkeypatch):
 
     res = runner.invoke(app, ["test", "-m", str(tmp_path / "missing.pth"), "-d", "mine", "--data-root", "."])
     assert res.exit_code != 0 and "missing.pth" in res.stderr and "Traceback" not in res.output
+
+
+def _contextual_model(path: Path) -> Path:
+    # Full-gain init (see test_inference_tiling): its output depends on context beyond the tile overlap,
+    # so tiling changes it a little, where the paper's 0.1-scaled init would hide any tiling at all.
+    torch.manual_seed(0)
+    net = RRDBNet(num_feat=8, num_block=2, num_grow_ch=4, scale=4)
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, a=0.2)
+            torch.nn.init.normal_(m.bias, std=0.01)
+    save_generator(net, path)
+    return path
+
+
+def test_small_tile_is_accepted_and_close_to_untiled(tmp_path):
+    # A 32-pixel tile used to be refused (fixed 48-pixel overlap); it now gets the same overlap
+    # default as `esrgan upscale --tile 32`.
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        base = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+        Image.fromarray(base).resize((160, 192), Image.Resampling.BICUBIC).save(folder / f"im{i}.png")
+    model = _contextual_model(tmp_path / "tiny.safetensors")
+    args = ["test", "-m", str(model), "-d", str(folder), "--device", "cpu", "--no-lpips", "--figures", "none"]
+    scores = {}
+    for tile in ("0", "32"):
+        out = tmp_path / f"tile{tile}"
+        res = runner.invoke(app, [*args, "--tile", tile, "--out-dir", str(out), "--no-progress"])
+        assert res.exit_code == 0, res.output
+        doc = json.loads((out / "results.json").read_text())
+        scores[tile] = [im["psnr_y"] for im in doc["datasets"]["mine"]["images"]]
+    # LR is 40x48, so 32-pixel tiles split every image: the result moves, but by far less than 0.01 dB.
+    diffs = [abs(a - b) for a, b in zip(scores["0"], scores["32"], strict=True)]
+    assert len(diffs) == 2 and max(diffs) < 0.01
+    assert any(d > 0 for d in diffs)
+
+
+def test_run_test_from_python(tmp_path, monkeypatch):
+    _write_folder(tmp_path / "mine")
+    monkeypatch.setenv("ESRGAN_WEIGHTS", str(WEIGHTS))
+    options = EvaluationOptions(
+        model="bicubic",
+        datasets=[str(tmp_path / "mine")],
+        out_dir=tmp_path / "out",
+        figures="none",
+        lpips=(WEIGHTS / "lpips_vgg_v0.1_heads.safetensors").is_file(),
+        progress=False,
+    )
+    run = run_test(options)
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r.name for r in run.results] == list(doc["datasets"]) == ["mine"]
+    assert run.results[0].mean()["psnr_y"] == pytest.approx(doc["datasets"]["mine"]["mean"]["psnr_y"])
+    assert run.meta["scale"] == 4 and run.title == "bicubic x4, LR degrade"
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "results.csv").is_file()
+    if options.lpips:  # found through $ESRGAN_WEIGHTS, the path the test passes explicitly
+        assert all(im.lpips is not None for im in run.results[0].images)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("lr_source", "Given!", "--lr-source"),
+        ("figures", "some", "--figures"),
+        ("datasets", " , ", "--datasets"),
+    ],
+)
+def test_bad_options_are_named_by_field_and_by_flag(tmp_path, field, value, flag):
+    given = {"datasets": value.split(",")} if field == "datasets" else {field: value}
+    with pytest.raises(OptionError) as caught:
+        EvaluationOptions(model="bicubic", **given)
+    assert caught.value.option == field
+    res = runner.invoke(app, ["test", "-m", "bicubic", flag, value, "--out-dir", str(tmp_path)])
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: {flag}: ")
+    assert res.stderr.count("\n") == 1 and not any(tmp_path.iterdir())
+
+
+def test_lpips_weights_default_to_environment_and_user_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("ESRGAN_WEIGHTS", str(tmp_path / "w"))
+    user = Path(platformdirs.user_data_dir("esrgan")) / "weights"
+    assert default_lpips_search_dirs() == [tmp_path / "w", Path("weights"), user]
+    monkeypatch.delenv("ESRGAN_WEIGHTS")
+    assert default_lpips_search_dirs() == [Path("weights"), user]

@@ -10,12 +10,14 @@ from torch.nn import functional as F
 
 from esrgan.inference import Upscaler
 from esrgan.inference.tiling import (
+    DEFAULT_TILE_OVERLAP,
     CostModel,
     auto_tile_size,
     available_cpu_memory,
     axis_tiles,
     axis_weights,
     count_tiles,
+    default_tile_overlap,
     pad_to_multiple,
     tiled_apply,
 )
@@ -119,6 +121,20 @@ def test_pad_to_multiple_replicates_any_size():
     y, ph, pw = pad_to_multiple(x, 4)
     assert y.shape == (1, 3, 4, 4) and (ph, pw) == (3, 1)
     assert torch.equal(y[..., 3, :3], x[..., 0, :])
+
+
+def test_default_overlap_fits_every_tile_size():
+    # Every tile size a user can ask for gets an overlap the Upscaler accepts (a small --tile used to be
+    # refused by `esrgan test` with the fixed 48-pixel default).
+    assert default_tile_overlap("auto") == default_tile_overlap(0) == DEFAULT_TILE_OVERLAP
+    assert default_tile_overlap(2 * DEFAULT_TILE_OVERLAP) == DEFAULT_TILE_OVERLAP
+    assert default_tile_overlap(32) == 16
+    model = _tiny(num_block=1)
+    for tile in range(1, 3 * DEFAULT_TILE_OVERLAP):
+        up = Upscaler(
+            model, device="cpu", precision="fp32", tile=tile, tile_overlap=default_tile_overlap(tile)
+        )
+        assert 0 <= up.tile_overlap < tile
 
 
 # --------------------------------------------------------------------------------- with a real net

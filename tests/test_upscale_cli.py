@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,15 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from esrgan.cli import app
-from esrgan.inference.batch import plan_jobs
+from esrgan.inference.batch import (
+    BatchTotals,
+    Job,
+    SetupError,
+    check_ext,
+    load_upscaler,
+    plan_jobs,
+    upscale_jobs,
+)
 from esrgan.models import RRDBNet
 from esrgan.weights import save_generator
 
@@ -224,3 +234,48 @@ def test_plan_jobs_collisions(tmp_path):
     plan = plan_jobs([str(tmp_path)], ext="png")
     assert len(plan.jobs) == 1 and len(plan.problems) == 1
     assert "already the output of" in plan.problems[0].reason
+
+
+# ------------------------------------------------------------------------------ the library beneath
+
+
+def test_upscale_jobs_yields_a_result_per_file_and_keeps_going(tmp_path, model_file):
+    _png(tmp_path / "a.png", size=(40, 30))
+    _png(tmp_path / "big.png", size=(64, 64))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    jobs = plan_jobs([str(tmp_path)]).jobs
+    upscaler, warnings = load_upscaler(str(model_file), device="cpu", precision="fp32", tile=16)
+    assert warnings == [] and upscaler.tile_overlap == 8  # the small-tile default, as in the CLI
+    seen: list[tuple[str, int, int]] = []
+
+    @contextmanager
+    def record(job: Job, n_tiles: int) -> Iterator[object]:
+        seen.append((job.src.name, n_tiles, 0))
+        yield lambda done, total: seen.append((job.src.name, total, done))
+
+    results = {r.job.src.name: r for r in upscale_jobs(upscaler, jobs, max_pixels=3000, tile_progress=record)}
+    assert list(results) == ["a.png", "bad.png", "big.png"]
+    assert results["a.png"].error is None and results["a.png"].megapixels_out == pytest.approx(
+        4 * 40 * 30 / 1e6
+    )
+    assert results["bad.png"].error is not None and "bad.png" in results["bad.png"].error
+    assert "big.png: 64x64" in str(results["big.png"].error) and not (tmp_path / "big_sr.png").exists()
+    assert Image.open(tmp_path / "a_sr.png").size == (80, 60)
+    # a.png ran as 16-pixel tiles (overlap 8): a tile count first, then one call per tile.
+    a_calls = [c for c in seen if c[0] == "a.png"]
+    assert a_calls[0][1] > 1 and [c[2] for c in a_calls] == list(range(a_calls[0][1] + 1))
+    totals = BatchTotals()
+    for r in results.values():
+        totals.add(r)
+    assert (totals.ok, totals.failed) == (1, 2) and totals.megapixels_in == pytest.approx(40 * 30 / 1e6)
+
+
+def test_setup_errors_are_one_line(tmp_path, model_file):
+    with pytest.raises(SetupError, match=r"nope\.pth") as caught:
+        load_upscaler(str(tmp_path / "nope.pth"), device="cpu")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(SetupError, match="larger than tile_overlap"):
+        load_upscaler(str(model_file), device="cpu", tile=16, tile_overlap=16)
+    assert check_ext("JPG") == ".jpg" and check_ext(None) is None
+    with pytest.raises(ValueError, match=r"^xyz: not an image format"):
+        check_ext("xyz")
