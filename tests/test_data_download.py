@@ -21,6 +21,8 @@ from esrgan.data import (
     ArchiveError,
     ArchiveSpec,
     DatasetError,
+    download_bsds500,
+    download_div2k,
     extract_archive,
     install_archive,
 )
@@ -126,7 +128,11 @@ def test_div2k_download_extracts_official_layout(server: tuple[str, Path, list],
     url, www, log = server
     md5 = _div2k_archives(www)
     root = tmp_path / "data"
-    ds = DIV2K(root, split="train", scale=4, download=True, base_url=url, md5=md5, progress=False)
+    with pytest.raises(DatasetError, match="download_div2k"):
+        DIV2K(root, split="train", scale=4)  # the constructor only reads
+    assert not log
+    download_div2k(root, split="train", scale=4, base_url=url, md5=md5, progress=False)
+    ds = DIV2K(root, split="train", scale=4)
     assert len(ds) == 3
     assert (root / "DIV2K" / "DIV2K_train_HR" / "0001.png").is_file()
     assert (root / "DIV2K" / "DIV2K_train_LR_bicubic" / "X4" / "0003x4.png").is_file()
@@ -136,7 +142,7 @@ def test_div2k_download_extracts_official_layout(server: tuple[str, Path, list],
     assert not list((root / "DIV2K" / "downloads").iterdir())  # archives removed after extraction
     # Already installed: no further requests.
     n = len(log)
-    DIV2K(root, split="train", scale=4, download=True, base_url=url, md5=md5, progress=False)
+    download_div2k(root, split="train", scale=4, base_url=url, md5=md5, progress=False)
     assert len(log) == n
 
 
@@ -148,10 +154,8 @@ def test_partial_download_is_resumed_with_range(server: tuple[str, Path, list], 
     downloads.mkdir(parents=True)
     half = len(data) // 2
     (downloads / "DIV2K_train_HR.zip.part").write_bytes(data[:half])
-    ds = DIV2K(
-        tmp_path / "data", split="train", scale=4, download=True, base_url=url, md5=md5, progress=False
-    )
-    assert len(ds) == 3
+    download_div2k(tmp_path / "data", split="train", scale=4, base_url=url, md5=md5, progress=False)
+    assert len(DIV2K(tmp_path / "data", split="train", scale=4)) == 3
     assert ("/DIV2K_train_HR.zip", f"bytes={half}-") in log
     assert (tmp_path / "data" / "DIV2K" / "DIV2K_train_HR" / "0002.png").read_bytes() == _png(32, 40, 2)
 
@@ -164,7 +168,7 @@ def test_checksum_mismatch_is_an_error_and_leaves_nothing(
     md5["DIV2K_train_HR.zip"] = "0" * 32
     root = tmp_path / "data"
     with pytest.raises(DatasetError, match=r"DIV2K_train_HR\.zip.*md5 mismatch"):
-        DIV2K(root, split="train", scale=4, download=True, base_url=url, md5=md5, progress=False)
+        download_div2k(root, split="train", scale=4, base_url=url, md5=md5, progress=False)
     assert not (root / "DIV2K" / "DIV2K_train_HR").exists()
     assert not _leftovers(root)
     assert not (root / "DIV2K" / "downloads" / "DIV2K_train_HR.zip").exists()
@@ -183,10 +187,9 @@ def test_corrupt_zip_names_the_file_and_extracts_nothing(
     root = tmp_path / "data"
     # No MD5 known for this mirror: integrity comes from the archive itself.
     with pytest.raises(ArchiveError, match=r"DIV2K_valid_HR\.zip: corrupt archive"):
-        DIV2K(
-            root, split="valid", scale=4, track=None, download=True, base_url=url,
-            md5={"DIV2K_valid_HR.zip": None}, progress=False,
-        )  # fmt: skip
+        download_div2k(
+            root, split="valid", track=None, base_url=url, md5={"DIV2K_valid_HR.zip": None}, progress=False
+        )
     assert not (root / "DIV2K" / "DIV2K_valid_HR").exists()
     assert not _leftovers(root)
     assert not (root / "DIV2K" / "downloads" / "DIV2K_valid_HR.zip").exists()  # next run re-downloads
@@ -208,22 +211,33 @@ def test_truncated_tgz_names_the_file_and_extracts_nothing(tmp_path: Path) -> No
 
 
 def test_bsds500_download_installs_only_images(server: tuple[str, Path, list], tmp_path: Path) -> None:
-    url, www, _ = server
+    url, www, log = server
     splits = ("train", "val", "test")
     members = {f"BSR/BSDS500/data/images/{s}/{s}{i}.jpg": _jpeg(24, 36, i) for s in splits for i in (1, 2)}
     members["BSR/BSDS500/data/groundTruth/train/train1.mat"] = b"not needed"
     members["BSR/documentation/README"] = b"docs"
     archive = _tgz(www / "BSR_bsds500.tgz", members)
     root = tmp_path / "data"
-    ds = BSDS500(
-        root, split="val", scale=4, download=True, url=f"{url}/BSR_bsds500.tgz", md5=_md5(archive),
-        progress=False,
-    )  # fmt: skip
+    download_bsds500(root, url=f"{url}/BSR_bsds500.tgz", md5=_md5(archive), progress=False)
+    ds = BSDS500(root, split="val", scale=4)
     assert [p.name for p in ds.pairs] == ["val1", "val2"]
     assert ds[0]["hr"].shape == (3, 24, 36) and ds[0]["lr"].shape == (3, 6, 9)
     assert not (root / "BSR" / "BSDS500" / "data" / "groundTruth").exists()
     assert not (root / "BSR" / "documentation").exists()
     assert len(BSDS500(root, split="train", scale=4)) == 2  # installed once for all splits
+    n = len(log)
+    download_bsds500(root, url=f"{url}/BSR_bsds500.tgz", md5=_md5(archive), progress=False)
+    assert len(log) == n  # every split present: nothing fetched
+
+
+def test_bsds500_archive_without_a_wanted_split(server: tuple[str, Path, list], tmp_path: Path) -> None:
+    url, www, _ = server
+    archive = _tgz(www / "BSR_bsds500.tgz", {"BSR/BSDS500/data/images/train/1.jpg": _jpeg(8, 8, 1)})
+    with pytest.raises(DatasetError, match=r"BSR_bsds500\.tgz did not provide the split\(s\) test"):
+        download_bsds500(
+            tmp_path / "data", splits=("train", "test"), url=f"{url}/BSR_bsds500.tgz", md5=_md5(archive),
+            progress=False,
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,19 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader
 
 from esrgan.data import (
+    BSDS500,
     DIV2K,
     AugmentConfig,
     Benchmark,
     DatasetError,
+    DatasetOptions,
     ImageCache,
     ImageFolder,
     ImagePair,
     PairedFolder,
     SRDataset,
+    bsds500_dir,
+    default_data_root,
     make_train_dataset,
     make_val_dataset,
 )
@@ -170,7 +175,7 @@ def test_div2k_local_layout_uses_official_lr(tmp_path: Path) -> None:
         hr = _smooth_image(48, 40, seed=i)
         _write_png(base / "DIV2K_train_HR" / f"{i:04d}.png", hr)
         _write_png(base / "DIV2K_train_LR_bicubic" / "X4" / f"{i:04d}x4.png", hr[1::4, 2::4].copy())
-    ds = DIV2K(tmp_path, split="train", scale=4, mode="train", patch_size=16)
+    ds = DIV2K(tmp_path, split="train", scale=4, options=DatasetOptions(mode="train", patch_size=16))
     assert len(ds) == 2 and [p.name for p in ds.pairs] == ["0001", "0002"]
     _check_item(ds[1], 4)
     val = DIV2K(tmp_path, split="train", scale=4)
@@ -180,12 +185,15 @@ def test_div2k_local_layout_uses_official_lr(tmp_path: Path) -> None:
 
 
 def test_missing_and_empty_folders_are_named(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"DIV2K_train_HR.*download=True"):
+    with pytest.raises(DatasetError, match=r"DIV2K_train_HR.*download_div2k.*data\.download=true"):
         make_train_dataset(["div2k"], root=tmp_path, scale=4, patch_size=64, stage="pretrain")
     with pytest.raises(DatasetError, match=r"DIV2K_valid_HR"):
         make_val_dataset(["div2k"], root=tmp_path, scale=4)
-    with pytest.raises(DatasetError, match=r"BSDS500/train.*not found"):
+    with pytest.raises(DatasetError, match=r"BSDS500/train.*not found.*download_bsds500"):
         make_train_dataset(["bsds500"], root=tmp_path, scale=4, patch_size=64, stage="pretrain")
+    with pytest.raises(DatasetError, match=r"BSDS500/test.*not found"):
+        make_train_dataset(["bsds500-test"], root=tmp_path, scale=4, patch_size=64, stage="pretrain")
+    assert not list(tmp_path.iterdir())  # constructors only read: nothing was fetched or created
     with pytest.raises(DatasetError, match=r"Set5.*(not found|does not exist)"):
         make_val_dataset(["set5"], root=tmp_path, scale=4)
     (tmp_path / "empty").mkdir()
@@ -214,16 +222,24 @@ def test_argument_validation(tmp_path: Path) -> None:
         make_train_dataset(src, root=tmp_path, scale=4, patch_size=64, stage="gan")[0]
     with pytest.raises(TypeError):
         ImageFolder(tmp_path / "f", 4)  # type: ignore[misc]  # keyword-only
+    with pytest.raises(TypeError):
+        DatasetOptions("train", 32)  # type: ignore[misc]  # keyword-only
+    with pytest.raises(ValueError, match="needs a patch_size"):
+        DatasetOptions(mode="train")
+    with pytest.raises(ValueError, match="not augmented"):
+        DatasetOptions(augment=AugmentConfig.for_stage("gan"))
+    with pytest.raises(ValueError, match="multiple of scale 4"):
+        ImageFolder(tmp_path / "f", scale=4, options=DatasetOptions(patch_size=6))
 
 
 def test_disk_cache_is_reused_and_keyed_by_content(tmp_path: Path) -> None:
     img = _write_png(tmp_path / "f" / "a.png", _smooth_image(40, 40))
     cache_dir = tmp_path / "npy"
-    first = ImageFolder(tmp_path / "f", scale=4, cache=ImageCache(disk_dir=cache_dir))
+    first = ImageFolder(tmp_path / "f", scale=4, options=DatasetOptions(cache=ImageCache(disk_dir=cache_dir)))
     item = first[0]
     assert len(list(cache_dir.rglob("*.npy"))) == 2  # decoded HR + its on-the-fly LR
     second_cache = ImageCache(disk_dir=cache_dir)
-    second = ImageFolder(tmp_path / "f", scale=4, cache=second_cache)
+    second = ImageFolder(tmp_path / "f", scale=4, options=DatasetOptions(cache=second_cache))
     again = second[0]
     assert torch.equal(item["lr"], again["lr"]) and torch.equal(item["hr"], again["hr"])
     assert isinstance(second_cache.image(img), np.memmap)  # served from disk, not decoded again
@@ -231,17 +247,35 @@ def test_disk_cache_is_reused_and_keyed_by_content(tmp_path: Path) -> None:
     # A changed source gets new entries, never the stale decoded image.
     _write_png(img, 255 - _smooth_image(40, 40))
     os.utime(img, ns=(1, 1))
-    third = ImageFolder(tmp_path / "f", scale=4, cache=ImageCache(disk_dir=cache_dir))
+    third = ImageFolder(tmp_path / "f", scale=4, options=DatasetOptions(cache=ImageCache(disk_dir=cache_dir)))
     assert torch.allclose(third[0]["hr"], 1 - item["hr"])
     assert len(list(cache_dir.rglob("*.npy"))) == 4
-    with pytest.raises(ValueError, match="read-only"):
-        ImageCache(disk_dir="/work/shared/cache")
+
+
+def test_disk_cache_never_writes_into_a_read_only_folder(tmp_path: Path) -> None:
+    # A dataset mounted without write bits (as shared data folders are) is refused even for root, who
+    # could write there anyway; nothing is written, and the error names the folder.
+    _write_png(tmp_path / "data" / "a.png", _smooth_image(16, 16))
+    (tmp_path / "data").chmod(0o555)
+    try:
+        ds = ImageFolder(
+            tmp_path / "data",
+            scale=2,
+            options=DatasetOptions(cache=ImageCache(disk_dir=tmp_path / "data" / "c")),
+        )
+        with pytest.raises(ValueError, match=r"data/c: the image cache folder is read-only"):
+            ds[0]
+        assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.png"]
+    finally:
+        (tmp_path / "data").chmod(0o755)
+    ImageCache(disk_dir=tmp_path / "data" / "c").image(tmp_path / "data" / "a.png")  # writable again
+    assert len(list((tmp_path / "data" / "c").rglob("*.npy"))) == 1
 
 
 def test_memory_cache_decodes_once(tmp_path: Path) -> None:
     _write_png(tmp_path / "f" / "a.png", _smooth_image(24, 24))
     cache = ImageCache()
-    ds = ImageFolder(tmp_path / "f", scale=2, mode="train", patch_size=8, cache=cache)
+    ds = ImageFolder(tmp_path / "f", scale=2, options=DatasetOptions(mode="train", patch_size=8, cache=cache))
     for _ in range(5):
         ds[0]
     assert cache.misses == 2 and cache.hits == 8
@@ -251,7 +285,8 @@ def test_memory_cache_decodes_once(tmp_path: Path) -> None:
 def test_crops_follow_torch_seed_and_differ_between_workers(tmp_path: Path) -> None:
     img = _write_png(tmp_path / "f" / "a.png", _smooth_image(64, 64))
     pairs = [ImagePair(f"copy{i}", img) for i in range(8)]
-    ds = SRDataset(pairs, scale=2, mode="train", patch_size=8, augment=AugmentConfig.for_stage("gan"))
+    options = DatasetOptions(mode="train", patch_size=8, augment=AugmentConfig.for_stage("gan"))
+    ds = SRDataset(pairs, scale=2, options=options)
 
     def draw() -> list[torch.Tensor]:
         return [ds[i]["hr"] for i in range(len(ds))]
@@ -268,3 +303,62 @@ def test_crops_follow_torch_seed_and_differ_between_workers(tmp_path: Path) -> N
     # Items 0 and 1 come from different workers; identical streams would give identical crops.
     firsts = {tuple(batches[0].flatten().tolist()), tuple(batches[1].flatten().tolist())}
     assert len(firsts) == 2
+
+
+def test_one_reader_for_cache_benchmarks_and_inference(tmp_path: Path) -> None:
+    from esrgan.data.benchmarks import load_rgb
+    from esrgan.data.cache import load_image
+    from esrgan.inference import read_image
+    from esrgan.inference.image_io import encode_png16
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(5, 7, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[..., 0]).save(tmp_path / "grey.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=100)
+    deep = rng.integers(0, 65536, size=(4, 6, 3), dtype=np.uint16)
+    (tmp_path / "deep.png").write_bytes(encode_png16(deep))
+    for name in ("rgba.png", "grey.png", "turned.jpg", "deep.png"):
+        path = tmp_path / name
+        pixels = read_image(path).pixels.expand(3, -1, -1)
+        torch.testing.assert_close(load_rgb(path), pixels, rtol=0, atol=0)
+        expected = pixels.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(load_image(path), expected)
+    assert load_image(tmp_path / "turned.jpg").shape == (7, 5, 3)
+    np.testing.assert_array_equal(load_image(tmp_path / "deep.png"), np.round(deep / 257).astype(np.uint8))
+
+
+def test_bsds500_found_in_either_layout_and_any_case(tmp_path: Path) -> None:
+    from esrgan.data.benchmarks import find_benchmark
+
+    _write_png(tmp_path / "BSR" / "BSDS500" / "data" / "images" / "test" / "1.png", _smooth_image(24, 16))
+    _write_png(tmp_path / "bsds500" / "val" / "2.png", _smooth_image(24, 16))
+    assert bsds500_dir(tmp_path, "test") == tmp_path / "BSR" / "BSDS500" / "data" / "images" / "test"
+    assert bsds500_dir(tmp_path, "train") is None
+    with pytest.raises(ValueError, match="split"):
+        bsds500_dir(tmp_path, "valid")
+    assert [p.name for p in BSDS500(tmp_path, split="test").pairs] == ["1"]
+    assert [p.name for p in BSDS500(tmp_path, split="val").pairs] == ["2"]
+    assert [p.name for p in find_benchmark(tmp_path, "bsd100", 4)] == ["2"]
+
+
+def test_default_data_root_is_the_users_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ESRGAN_DATA", str(tmp_path / "mine"))
+    assert default_data_root() == tmp_path / "mine"
+    monkeypatch.delenv("ESRGAN_DATA")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    if os.name == "posix" and not sys.platform.startswith("darwin"):
+        assert default_data_root() == tmp_path / "xdg" / "esrgan" / "datasets"
+    assert default_data_root().is_absolute()
+
+
+@needs_shared
+def test_download_true_fetches_nothing_that_is_already_there() -> None:
+    # No network here: this passes only because the present test split is found and nothing is fetched.
+    ds = make_train_dataset(
+        ["bsds500-test"], root=SHARED, scale=4, patch_size=32, stage="gan", download=True, max_images=2
+    )
+    assert ds.source == "bsds500-test" and len(ds) == 2
+    _check_item(ds[0], 4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -11,10 +12,8 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-from esrgan.inference import ImageData, ImageError, read_image, write_image
-from esrgan.inference.image_io import apply_orientation, encode_png16, format_for_path
-
-cv2 = pytest.importorskip("cv2")
+from esrgan.inference import ImageData, ImageError, read_image, read_rgb, write_image
+from esrgan.inference.image_io import apply_orientation, decode_png16, encode_png16, format_for_path
 
 RNG = np.random.default_rng(0)
 
@@ -165,6 +164,7 @@ def test_16bit_gray_png_round_trip(tmp_path):
 
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16bit_colour_png_round_trip(tmp_path, channels):
+    cv2 = pytest.importorskip("cv2")  # libpng through OpenCV: an encoder and decoder other than ours
     rgb = RNG.integers(0, 65536, size=(6, 5, channels), dtype=np.uint16)
     bgr = rgb[..., [2, 1, 0, 3][:channels]]
     cv2.imwrite(str(tmp_path / "c16.png"), bgr)
@@ -191,9 +191,114 @@ def test_16bit_gray_alpha_via_own_encoder(tmp_path):
 
 def test_16bit_to_jpeg_is_8bit(tmp_path):
     arr = RNG.integers(0, 65536, size=(8, 8, 3), dtype=np.uint16)
-    cv2.imwrite(str(tmp_path / "c16.png"), arr)
+    (tmp_path / "c16.png").write_bytes(encode_png16(arr))
     write_image(tmp_path / "c8.jpg", read_image(tmp_path / "c16.png"))
     assert Image.open(tmp_path / "c8.jpg").mode == "RGB"
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+def _filtered_rows(arr: np.ndarray, kinds: list[int]) -> bytes:
+    """The PNG scanlines of a 16-bit (H,W,C) array, row y filtered with kinds[y % len(kinds)] (spec 9.2)."""
+    bpp = 2 * arr.shape[2]
+    rows = np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(arr.shape[0], -1)
+    out, prev = bytearray(), [0] * rows.shape[1]
+    for y, row in enumerate(rows.tolist()):
+        kind = kinds[y % len(kinds)]
+        out.append(kind)
+        for i, x in enumerate(row):
+            a, b, c = (row[i - bpp] if i >= bpp else 0), prev[i], (prev[i - bpp] if i >= bpp else 0)
+            pred = (0, a, b, (a + b) // 2, _paeth(a, b, c))[kind]
+            out.append((x - pred) % 256)
+        prev = row
+    return bytes(out)
+
+
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png16_file(shape: tuple[int, ...], scanlines: bytes, *, interlace: bool = False) -> bytes:
+    h, w, c = shape
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, int(interlace))
+    chunks = _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(scanlines))
+    return b"\x89PNG\r\n\x1a\n" + chunks + _png_chunk(b"IEND", b"")
+
+
+def _png16(arr: np.ndarray, kinds: list[int], *, interlace: bool = False) -> bytes:
+    subs = [arr[y0::dy, x0::dx] for x0, y0, dx, dy in _ADAM7] if interlace else [arr]
+    scanlines = b"".join(_filtered_rows(sub, kinds) for sub in subs if sub.size)
+    return _png16_file(arr.shape, scanlines, interlace=interlace)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("interlace", [False, True])
+def test_png16_decoder_undoes_every_filter_and_interlacing(channels, interlace):
+    arr = RNG.integers(0, 65536, size=(11, 13, channels), dtype=np.uint16)
+    arr[:, :, 0] = np.arange(13, dtype=np.uint16) * 5000  # smooth rows too, not only noise
+    for kinds in ([0], [1], [2], [3], [4], [4, 3, 2, 1, 0]):
+        np.testing.assert_array_equal(decode_png16(_png16(arr, kinds, interlace=interlace)), arr)
+    tiny = arr[:1, :1]  # interlacing leaves six of the seven passes empty
+    np.testing.assert_array_equal(decode_png16(_png16(tiny, [4], interlace=interlace)), tiny)
+
+
+@pytest.mark.parametrize("flag", ["NONE", "SUB", "UP", "AVG", "PAETH", "ALL"])
+def test_png16_decoder_matches_libpng(flag):
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        pytest.skip("this OpenCV cannot choose PNG filters")
+    name = "IMWRITE_PNG_ALL_FILTERS" if flag == "ALL" else f"IMWRITE_PNG_FILTER_{flag}"
+    ramp = np.linspace(0, 60000, 40 * 30, dtype=np.uint16).reshape(40, 30)
+    bgr = np.stack([ramp, ramp.T.reshape(40, 30), ramp[::-1]], axis=-1) + RNG.integers(0, 99, (40, 30, 3))
+    ok, buf = cv2.imencode(".png", bgr.astype(np.uint16), [cv2.IMWRITE_PNG_FILTER, getattr(cv2, name)])
+    assert ok
+    np.testing.assert_array_equal(decode_png16(buf.tobytes()), bgr[..., ::-1])
+
+
+def test_png16_decoder_refuses_other_and_damaged_files():
+    with pytest.raises(ValueError, match="not a PNG"):
+        decode_png16(b"GIF89a")
+    buf = io.BytesIO()
+    Image.fromarray(_rgb8()).save(buf, format="PNG")
+    with pytest.raises(ValueError, match="bit depth 8"):
+        decode_png16(buf.getvalue())
+    arr = RNG.integers(0, 65536, size=(4, 5, 3), dtype=np.uint16)
+    scanlines = bytearray(_filtered_rows(arr, [0]))
+    scanlines[0] = 7
+    with pytest.raises(ValueError, match="filter type 7"):
+        decode_png16(_png16_file(arr.shape, bytes(scanlines)))
+    with pytest.raises(ValueError, match="shorter"):
+        decode_png16(_png16_file(arr.shape, bytes(scanlines[:-1])))
+
+
+def test_16bit_colour_needs_neither_opencv_nor_albumentations(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now fails
+    monkeypatch.setitem(sys.modules, "albumentations", None)
+    rgba = RNG.integers(0, 65536, size=(3, 4, 4), dtype=np.uint16)
+    (tmp_path / "c16.png").write_bytes(_png16(rgba, [4]))
+    img = read_image(tmp_path / "c16.png")
+    assert img.mode == "RGBA" and img.bit_depth == 16
+    got = torch.cat([img.pixels, img.alpha]).permute(1, 2, 0).numpy().astype(np.float64) * 65535
+    np.testing.assert_array_equal(np.round(got), rgba)
+
+
+def test_read_rgb_is_what_datasets_get(tmp_path):
+    rgba = RNG.integers(0, 256, size=(5, 6, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    Image.fromarray(rgba[..., 0]).save(tmp_path / "g.png")
+    ga16 = RNG.integers(0, 65536, size=(3, 4, 2), dtype=np.uint16)
+    (tmp_path / "ga16.png").write_bytes(encode_png16(ga16))
+    a = read_rgb(tmp_path / "a.png")
+    np.testing.assert_array_equal(a, rgba[..., :3])
+    assert a.flags.writeable and a.flags.c_contiguous
+    np.testing.assert_array_equal(read_rgb(tmp_path / "g.png"), np.repeat(rgba[..., :1], 3, axis=2))
+    deep = read_rgb(tmp_path / "ga16.png")
+    assert deep.dtype == np.uint16
+    np.testing.assert_array_equal(deep, np.repeat(ga16[..., :1], 3, axis=2))
+    with pytest.raises(ImageError, match=r"nope\.png"):
+        read_rgb(tmp_path / "nope.png")
 
 
 # ------------------------------------------------------------------------------ orientation and ICC

@@ -75,6 +75,15 @@ def test_mod_crop_and_tensor_round_trip() -> None:
         to_tensor(img.astype(np.float32))
 
 
+def test_mod_crop_crops_the_spatial_axes_of_arrays_and_tensors() -> None:
+    img = np.arange(11 * 14).reshape(11, 14)
+    assert np.array_equal(mod_crop(img, 3), img[:9, :12])  # (H, W) and (H, W, C) arrays
+    batch = torch.arange(2 * 3 * 11 * 14).reshape(2, 3, 11, 14)
+    assert torch.equal(mod_crop(batch, 4), batch[..., :8, :12])  # (..., H, W) tensors
+    assert torch.equal(mod_crop(batch[0, 0], 5), batch[0, 0, :10, :10])
+    assert mod_crop(batch, 1).shape == batch.shape
+
+
 def test_augment_config_stage_defaults_and_validation() -> None:
     pre, gan = AugmentConfig.for_stage("pretrain"), AugmentConfig.for_stage("gan")
     assert (pre.spatial_p, pre.flip_weight, pre.transpose_weight) == (0.75, 0.25, 0.25)

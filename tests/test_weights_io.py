@@ -20,6 +20,7 @@ from esrgan.weights import (
     interpolate_state_dicts,
     load_generator,
     load_state_dict_file,
+    load_tensor_file,
     load_weights,
     save_generator,
     save_pth,
@@ -282,6 +283,29 @@ def test_file_errors_name_the_file_and_reason(tmp_path: pathlib.Path) -> None:
     truncated.write_bytes((tmp_path / "g.safetensors").read_bytes()[:-100])
     with pytest.raises(WeightsError, match=r"cut\.safetensors: not a readable safetensors file"):
         load_generator(truncated)
+
+
+def test_tensor_files_read_plain_state_dicts_and_name_bad_ones(tmp_path: pathlib.Path) -> None:
+    # The one reader of VGG weights and LPIPS heads: safetensors, or a weights-only PyTorch file.
+    sd = {"features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.randn(4)}
+    save_file(sd, tmp_path / "vgg.safetensors")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "wrapped.pth")
+    for name in ("vgg.safetensors", "wrapped.pth"):
+        got = load_tensor_file(tmp_path / name, what="VGG weights")
+        assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) for k in sd)
+    with pytest.raises(FileNotFoundError, match=r"gone\.pth: VGG weights file not found"):
+        load_tensor_file(tmp_path / "gone.pth", what="VGG weights")
+    torch.save({"epoch": 3}, tmp_path / "no_tensors.pth")
+    with pytest.raises(WeightsError, match=r"no_tensors\.pth: LPIPS heads file is not a state dict"):
+        load_tensor_file(tmp_path / "no_tensors.pth", what="LPIPS heads")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match=r"junk\.pth: not a readable PyTorch checkpoint"):
+        load_tensor_file(tmp_path / "junk.pth")
+    marker = tmp_path / "pwned"
+    torch.save({"w": torch.zeros(1), "payload": _RunsCodeWhenUnpickled(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError, match=r"evil\.pth: refusing to unpickle"):
+        load_tensor_file(tmp_path / "evil.pth")
+    assert not marker.exists()
 
 
 def test_weights_that_fit_no_rrdbnet_are_rejected(tmp_path: pathlib.Path) -> None:

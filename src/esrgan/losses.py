@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from esrgan.models import VGGFeatureExtractor
+from esrgan.weights.io import load_tensor_file
 
 Criterion = Literal["l1", "l2"]
 
@@ -226,24 +227,6 @@ def resolve_vgg_weights(
     return download(text, dest, sha256_prefix=match.group(1) if match else None, progress=progress)
 
 
-def load_vgg_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a torchvision-layout VGG file (.pth/.pt via weights-only unpickling, or .safetensors)."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign files: one-line error naming the file
-        raise ValueError(f"{path}: cannot read VGG weights ({exc.__class__.__name__}: {exc})") from exc
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: not a VGG state dict")
-    return dict(obj)
-
-
 def build_perceptual_loss(
     *,
     weights: str | os.PathLike[str],
@@ -261,7 +244,7 @@ def build_perceptual_loss(
     )
     path = resolve_vgg_weights(weights, arch=arch, cache_dir=cache_dir, progress=progress)
     try:
-        extractor.load_torchvision_state_dict(load_vgg_state_dict(path))
+        extractor.load_torchvision_state_dict(load_tensor_file(path, what="VGG weights"))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     return PerceptualLoss(

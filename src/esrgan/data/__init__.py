@@ -1,5 +1,8 @@
 """Data: datasets (DIV2K, BSDS500, Set5/Set14, folders), downloads, augmentation, caching, degradation.
 
+Dataset classes read only what is on disk; `download_div2k` / `download_bsds500` fetch the data (or
+`make_train_dataset(..., download=True)`), under `default_data_root()` unless told otherwise.
+
 Names are resolved lazily (PEP 562) so `import esrgan.data` stays cheap (Albumentations alone takes
 seconds to import) and never fails because a sibling module is missing or broken: the error surfaces
 only when that name is used.
@@ -13,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     # datasets
     "SRDataset": "esrgan.data.datasets",
+    "DatasetOptions": "esrgan.data.datasets",
     "ImagePair": "esrgan.data.datasets",
     "ImageFolder": "esrgan.data.datasets",
     "PairedFolder": "esrgan.data.datasets",
@@ -21,9 +25,14 @@ _EXPORTS: dict[str, str] = {
     "Benchmark": "esrgan.data.datasets",
     "make_train_dataset": "esrgan.data.datasets",
     "make_val_dataset": "esrgan.data.datasets",
-    "default_data_root": "esrgan.data.datasets",
-    "list_images": "esrgan.data.datasets",
     "match_pairs": "esrgan.data.datasets",
+    # layout
+    "default_data_root": "esrgan.data.layout",
+    "list_images": "esrgan.data.layout",
+    "bsds500_dir": "esrgan.data.layout",
+    # downloads
+    "download_div2k": "esrgan.data.downloads",
+    "download_bsds500": "esrgan.data.downloads",
     # archives
     "DatasetError": "esrgan.data.archives",
     "ArchiveError": "esrgan.data.archives",
@@ -43,7 +52,7 @@ _EXPORTS: dict[str, str] = {
     "ImageCache": "esrgan.data.cache",
     "load_image": "esrgan.data.cache",
     "default_cache_dir": "esrgan.data.cache",
-    # degradation (helper EVAL's module)
+    # degradation
     "imresize": "esrgan.data.imresize",
     "degrade": "esrgan.data.imresize",
 }
@@ -56,6 +65,7 @@ __all__ = [
     "AugmentConfig",
     "Benchmark",
     "DatasetError",
+    "DatasetOptions",
     "ImageCache",
     "ImageFolder",
     "ImagePair",
@@ -63,10 +73,13 @@ __all__ = [
     "PairedFolder",
     "SRDataset",
     "bsds500_archive",
+    "bsds500_dir",
     "default_cache_dir",
     "default_data_root",
     "degrade",
     "div2k_archive",
+    "download_bsds500",
+    "download_div2k",
     "extract_archive",
     "imresize",
     "install_archive",
@@ -96,17 +109,18 @@ if TYPE_CHECKING:
         BSDS500,
         DIV2K,
         Benchmark,
+        DatasetOptions,
         ImageFolder,
         ImagePair,
         PairedFolder,
         SRDataset,
-        default_data_root,
-        list_images,
         make_train_dataset,
         make_val_dataset,
         match_pairs,
     )
+    from esrgan.data.downloads import download_bsds500, download_div2k
     from esrgan.data.imresize import degrade, imresize
+    from esrgan.data.layout import bsds500_dir, default_data_root, list_images
     from esrgan.data.transforms import (
         AugmentConfig,
         PairAugment,

@@ -5,7 +5,7 @@ resume of a `.part` file, MD5 check); an integrity check when no MD5 is known (`
 full read of a tarball); extraction of only the wanted folder into a temporary directory beside the
 destination, refusing members that would escape it (absolute paths, `..`, links, devices); and one
 `os.replace` of the finished folder into place. A corrupt archive therefore raises `ArchiveError` naming
-the file and leaves no half-extracted dataset behind.
+the file and leaves no half-extracted dataset behind. `esrgan.data.downloads` installs whole datasets.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,8 +26,10 @@ from esrgan.utils import DownloadError, download
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K"
 BSDS500_URL = "https://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"
 # MD5 from a single public source (the seed project's BSDS500 loader), not cross-checked against a second
-# one; if the served file differs, `BSDS500(md5=...)` overrides it.
+# one; if the served file differs, `download_bsds500(md5=...)` overrides it.
 BSDS500_MD5 = "0b17383ff0b21fe43d2f28e624203169"
+BSDS500_IMAGES = "BSR/BSDS500/data/images"
+"""The folder of BSR_bsds500.tgz that is installed: one sub-folder per split."""
 
 # MD5s of the official DIV2K archives (the values used by torchSR, EDSR-derived loaders and others).
 DIV2K_MD5: dict[str, str] = {
@@ -93,9 +95,30 @@ def div2k_archive(
     )
 
 
+def div2k_archives(
+    *,
+    split: str,
+    scale: int,
+    track: str | None,
+    base_url: str = DIV2K_URL,
+    md5: Mapping[str, str | None] | None = None,
+) -> list[ArchiveSpec]:
+    """The archives of a DIV2K split: HR, then the official `track` LR for `scale` (none if `track` is None).
+
+    `md5` overrides the known MD5s by file name (for mirrors; None: use the archive's own integrity check).
+    """
+    if track not in ("bicubic", "unknown", None):
+        raise ValueError(f"DIV2K track must be 'bicubic', 'unknown' or None, got {track!r}")
+    specs = [div2k_archive(split=split, kind="HR", base_url=base_url)]
+    if track is not None:
+        specs.append(div2k_archive(split=split, kind=track, scale=scale, base_url=base_url))
+    overrides = md5 or {}
+    return [replace(s, md5=overrides[s.filename]) if s.filename in overrides else s for s in specs]
+
+
 def bsds500_archive(*, url: str = BSDS500_URL, md5: str | None = BSDS500_MD5) -> ArchiveSpec:
     """The official BSR_bsds500.tgz; only its images folder is installed."""
-    return ArchiveSpec(filename="BSR_bsds500.tgz", url=url, md5=md5, target="BSR/BSDS500/data/images")
+    return ArchiveSpec(filename="BSR_bsds500.tgz", url=url, md5=md5, target=BSDS500_IMAGES)
 
 
 def install_archive(

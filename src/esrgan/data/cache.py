@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from esrgan.inference.image_io import read_rgb
 from esrgan.utils import atomic_write, user_cache_dir
-
-_SHARED_ROOT = Path("/work/shared")
 
 
 def default_cache_dir() -> Path:
@@ -27,33 +27,31 @@ def default_cache_dir() -> Path:
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to uint8 HWC RGB (grayscale replicated, alpha dropped, 16-bit scaled)."""
-    from PIL import Image, ImageOps
+    """Decode an image file to uint8 HWC RGB (grayscale replicated, alpha dropped, 16-bit rounded to 8)."""
+    rgb = read_rgb(path)
+    if rgb.dtype == np.uint16:
+        return np.round(rgb / 65535.0 * 255.0).astype(np.uint8)
+    return rgb
 
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # PIL's convert("RGB") clips 16-bit values instead of scaling them.
-                arr = np.asarray(img, dtype=np.float64)
-                peak = 65535.0 if arr.max() > 255 else 255.0
-                arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
-            if img.mode != "RGB":
-                img = img.convert("RGB")
-            return np.asarray(img, dtype=np.uint8).copy()
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read image ({exc})") from exc
+
+def _read_only(folder: Path) -> bool:
+    """Whether `folder`, or the nearest existing folder above it, cannot or must not be written to.
+
+    A folder without any write bit is read-only by intent (a shared dataset mount, say), even for root.
+    """
+    existing = next(p for p in (folder, *folder.parents) if p.exists())  # `folder` is absolute
+    write_bits = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+    return not existing.stat().st_mode & write_bits or not os.access(existing, os.W_OK)
 
 
 class ImageCache:
     """Decoded uint8 HWC images keyed by source file (and a variant name for derived images).
 
     `memory`: keep decoded arrays in this process. `disk_dir`: also store them as `.npy` files there and
-    read them back memory-mapped (never inside /work/shared, which is read-only). `max_memory_bytes`
-    bounds the in-memory layer (entries beyond it are simply not kept; memory-mapped entries cost
-    nothing and are always kept).
+    read them back memory-mapped; nothing is ever written beside the source images, and a read-only
+    `disk_dir` is an error at the first write (a dataset folder is no place for a cache).
+    `max_memory_bytes` bounds the in-memory layer (entries beyond it are simply not kept;
+    memory-mapped entries cost nothing and are always kept).
     """
 
     def __init__(
@@ -66,11 +64,8 @@ class ImageCache:
         if max_memory_bytes is not None and max_memory_bytes < 0:
             raise ValueError(f"max_memory_bytes must be >= 0, got {max_memory_bytes}")
         self.memory = memory
-        self.disk_dir = Path(disk_dir).expanduser().resolve() if disk_dir is not None else None
-        if self.disk_dir is not None and self.disk_dir.is_relative_to(_SHARED_ROOT):
-            raise ValueError(
-                f"{self.disk_dir}: the image cache must not live inside read-only {_SHARED_ROOT}"
-            )
+        self.disk_dir = Path(disk_dir).expanduser().absolute() if disk_dir is not None else None
+        self._disk_checked = False
         self.max_memory_bytes = max_memory_bytes
         self._entries: dict[tuple[str, str], np.ndarray] = {}
         self._bytes = 0
@@ -145,5 +140,13 @@ class ImageCache:
         path = self._disk_path(key)
         if path is None:
             return
+        if not self._disk_checked:
+            assert self.disk_dir is not None
+            if _read_only(self.disk_dir):
+                raise ValueError(
+                    f"{self.disk_dir}: the image cache folder is read-only; give ImageCache a writable "
+                    "disk_dir (default: the user cache folder)"
+                )
+            self._disk_checked = True
         with atomic_write(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)

@@ -2,11 +2,15 @@
 
 Every dataset is an `SRDataset`: a list of `ImagePair`s (HR file, optional LR file) plus how to turn one
 into a training or validation item `{"lr": FloatTensor[3,h,w], "hr": FloatTensor[3,h*s,w*s], "name"}`
-in [0, 1]. HR images are first cropped (top-left anchored) to a multiple of the scale, as the protocol
-prescribes. Without an LR file the LR is made with `esrgan.data.imresize.degrade` (MATLAB bicubic,
-rounded to uint8) once per image and cached with the decoded HR (see `esrgan.data.cache`).
+in [0, 1]. Each class only finds its pairs; how items are made (mode, crops, augmentation, cache, seed)
+is one `DatasetOptions`, the same for all. HR images are first cropped (top-left anchored) to a multiple
+of the scale, as the protocol prescribes. Without an LR file the LR is made with
+`esrgan.data.imresize.degrade` (MATLAB bicubic, rounded to uint8) once per image and cached with the
+decoded HR (see `esrgan.data.cache`).
 
-`make_train_dataset` / `make_val_dataset` build the datasets the training loop uses from source names.
+Constructors read only what is on disk: `esrgan.data.downloads` fetches DIV2K and BSDS500, and
+`make_train_dataset` / `make_val_dataset` (which build the datasets the training loop uses from source
+names) call it when asked to `download`.
 """
 
 from __future__ import annotations
@@ -16,21 +20,17 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from esrgan.data.archives import (
-    BSDS500_URL,
-    DIV2K_URL,
-    DatasetError,
-    bsds500_archive,
-    div2k_archive,
-    install_archive,
-)
+from esrgan.data.archives import BSDS500_URL, DatasetError, div2k_archives
+from esrgan.data.benchmarks import PAIRED_SETS, BenchmarkError, find_benchmark
 from esrgan.data.cache import ImageCache, default_cache_dir
+from esrgan.data.downloads import download_bsds500, download_div2k
+from esrgan.data.layout import bsds500_dir, default_data_root, div2k_dir, list_images
 from esrgan.data.transforms import (
     AugmentConfig,
     PairAugment,
@@ -42,15 +42,8 @@ from esrgan.data.transforms import (
     to_tensor,
 )
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
-SOURCE_NAMES = ("div2k", "bsds500", "bsds500-test", "set5", "set14")
+SOURCE_NAMES = ("div2k", "bsds500", "bsds500-test", *PAIRED_SETS)
 Mode = Literal["train", "val"]
-
-
-def default_data_root() -> Path:
-    """`$ESRGAN_DATA` if set, else `./datasets`."""
-    env = os.environ.get("ESRGAN_DATA")
-    return Path(env).expanduser() if env else Path("datasets")
 
 
 @dataclass(frozen=True)
@@ -62,28 +55,46 @@ class ImagePair:
     lr: Path | None = None
 
 
-def list_images(folder: str | os.PathLike[str], *, what: str = "images") -> list[Path]:
-    """Image files directly inside `folder`, sorted by name; DatasetError if missing or empty."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: {what} folder does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if not files:
-        raise DatasetError(f"{folder}: no images in {what} folder")
-    return files
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _check_scale(scale: object) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+    if not _positive_int(scale):
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     return scale
 
 
-def _check_max_images(max_images: int | None) -> None:
-    if max_images is not None and (
-        isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
-    ):
-        raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}")
+@dataclass(frozen=True, kw_only=True)
+class DatasetOptions:
+    """How a dataset makes items from its image pairs; the same for every dataset class."""
+
+    mode: Mode = "val"
+    """Either "train": a random `patch_size` HR crop (aligned LR crop) per item, then `augment`; or
+    "val": the whole image, or its centre `patch_size` crop when given, never augmented."""
+    patch_size: int | None = None
+    """HR crop side in pixels, a multiple of the scale; "train" needs one."""
+    augment: AugmentConfig | None = None
+    """Training augmentation (None: crops only)."""
+    cache: ImageCache | None = None
+    """Decoded-image cache, shareable between datasets (None: a private in-memory one per dataset)."""
+    max_images: int | None = None
+    """Use only the first N images (None: all)."""
+    seed: int = 0
+    """Mixed with one draw from torch's generator per item, so crops and augmentations follow
+    `torch.manual_seed` and differ between DataLoader workers and epochs."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("train", "val"):
+            raise ValueError(f"mode must be 'train' or 'val', got {self.mode!r}")
+        if self.patch_size is not None and not _positive_int(self.patch_size):
+            raise ValueError(f"patch_size must be a positive integer, got {self.patch_size!r}")
+        if self.mode == "train" and self.patch_size is None:
+            raise ValueError("mode='train' needs a patch_size")
+        if self.mode == "val" and self.augment is not None:
+            raise ValueError("validation datasets are not augmented (augment must be None)")
+        if self.max_images is not None and not _positive_int(self.max_images):
+            raise ValueError(f"max_images must be a positive integer or None, got {self.max_images!r}")
 
 
 def _degrade_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -95,53 +106,41 @@ def _degrade_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
 
 
 class SRDataset(Dataset):
-    """Items from `ImagePair`s.
-
-    `mode="train"`: random `patch_size` HR crops (aligned LR crops) and `augment`. `mode="val"`: the whole
-    image, or the centre `patch_size` crop when given; never augmented. `cache`: shared decoded-image cache
-    (None: a private in-memory one). `seed`: mixed with one draw from torch's generator per item, so
-    crops and augmentations follow `torch.manual_seed` and differ between DataLoader workers and epochs.
-    """
+    """Items from `ImagePair`s, made as `options` says (see `DatasetOptions`); `source` names the data."""
 
     def __init__(
         self,
         pairs: Sequence[ImagePair],
         *,
         scale: int,
-        mode: Mode = "val",
-        patch_size: int | None = None,
-        augment: AugmentConfig | None = None,
-        cache: ImageCache | None = None,
-        max_images: int | None = None,
-        seed: int = 0,
+        options: DatasetOptions = DatasetOptions(),
         source: str = "",
     ) -> None:
         _check_scale(scale)
-        _check_max_images(max_images)
-        if mode not in ("train", "val"):
-            raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
-        if patch_size is not None and (
-            isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1
-        ):
-            raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}")
-        if patch_size is not None and patch_size % scale:
-            raise ValueError(f"patch_size {patch_size} is not a multiple of scale {scale}")
-        if mode == "train" and patch_size is None:
-            raise ValueError("mode='train' needs a patch_size")
-        if mode == "val" and augment is not None:
-            raise ValueError("validation datasets are not augmented (augment must be None)")
-        pairs = list(pairs)[:max_images] if max_images is not None else list(pairs)
+        if options.patch_size is not None and options.patch_size % scale:
+            raise ValueError(f"patch_size {options.patch_size} is not a multiple of scale {scale}")
+        pairs = list(pairs)[: options.max_images]
         if not pairs:
             raise DatasetError(f"{source or 'dataset'}: no images")
         self.pairs = pairs
         self.scale = scale
-        self.mode = mode
-        self.patch_size = patch_size
-        self.augment = augment
-        self.cache = cache if cache is not None else ImageCache()
-        self.seed = seed
+        self.options = options
         self.source = source
-        self._pipeline = PairAugment(augment) if augment is not None and mode == "train" else None
+        self.cache = options.cache if options.cache is not None else ImageCache()
+        train_augment = options.augment if options.mode == "train" else None
+        self._pipeline = PairAugment(train_augment) if train_augment is not None else None
+
+    @property
+    def mode(self) -> Mode:
+        return self.options.mode
+
+    @property
+    def patch_size(self) -> int | None:
+        return self.options.patch_size
+
+    @property
+    def augment(self) -> AugmentConfig | None:
+        return self.options.augment
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -173,7 +172,7 @@ class SRDataset(Dataset):
         # distinct per DataLoader worker and epoch (torch seeds each worker from a fresh base seed).
         # Albumentations keeps its own random state, so it is reseeded from the same draw.
         draw = int(torch.randint(0, 1 << 62, (1,)).item())
-        ss = np.random.SeedSequence([draw, self.seed, zlib.crc32(self.source.encode())])
+        ss = np.random.SeedSequence([draw, self.options.seed, zlib.crc32(self.source.encode())])
         if self._pipeline is not None:
             self._pipeline.reseed(int(ss.generate_state(1, np.uint32)[0]))
         return np.random.default_rng(ss)
@@ -185,48 +184,33 @@ class SRDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         lr, hr = self.load_pair(index)
         pair = self.pairs[index]
-        if self.mode == "train":
-            assert self.patch_size is not None
+        patch_size = self.options.patch_size
+        if self.options.mode == "train":
+            assert patch_size is not None
             rng = self._item_rng()
             try:
-                lr, hr = paired_random_crop(lr, hr, scale=self.scale, patch_size=self.patch_size, rng=rng)
+                lr, hr = paired_random_crop(lr, hr, scale=self.scale, patch_size=patch_size, rng=rng)
             except ValueError as exc:
                 raise DatasetError(f"{pair.hr}: {exc}") from exc
             lr, hr = np.ascontiguousarray(lr), np.ascontiguousarray(hr)
             if self._pipeline is not None:
                 lr, hr = self._pipeline(lr, hr)
-        elif self.patch_size is not None:
-            lr, hr = paired_center_crop(lr, hr, scale=self.scale, patch_size=self.patch_size)
+        elif patch_size is not None:
+            lr, hr = paired_center_crop(lr, hr, scale=self.scale, patch_size=patch_size)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": pair.name}
+
+
+def _hr_only(folder: str | os.PathLike[str], *, what: str) -> list[ImagePair]:
+    return [ImagePair(p.stem, p) for p in list_images(folder, what=what)]
 
 
 class ImageFolder(SRDataset):
     """HR images in one folder; LR made on the fly with `degrade`."""
 
     def __init__(
-        self,
-        root: str | os.PathLike[str],
-        *,
-        scale: int,
-        mode: Mode = "val",
-        patch_size: int | None = None,
-        augment: AugmentConfig | None = None,
-        cache: ImageCache | None = None,
-        max_images: int | None = None,
-        seed: int = 0,
+        self, root: str | os.PathLike[str], *, scale: int, options: DatasetOptions = DatasetOptions()
     ) -> None:
-        pairs = [ImagePair(p.stem, p) for p in list_images(root, what="HR images")]
-        super().__init__(
-            pairs,
-            scale=scale,
-            mode=mode,
-            patch_size=patch_size,
-            augment=augment,
-            cache=cache,
-            max_images=max_images,
-            seed=seed,
-            source=str(root),
-        )
+        super().__init__(_hr_only(root, what="HR images"), scale=scale, options=options, source=str(root))
 
 
 def _lr_candidates(stem: str, scale: int) -> list[str]:
@@ -262,34 +246,17 @@ class PairedFolder(SRDataset):
         lr_dir: str | os.PathLike[str],
         *,
         scale: int,
-        mode: Mode = "val",
-        patch_size: int | None = None,
-        augment: AugmentConfig | None = None,
-        cache: ImageCache | None = None,
-        max_images: int | None = None,
-        seed: int = 0,
+        options: DatasetOptions = DatasetOptions(),
     ) -> None:
         pairs = match_pairs(hr_dir, lr_dir, scale=_check_scale(scale))
-        super().__init__(
-            pairs,
-            scale=scale,
-            mode=mode,
-            patch_size=patch_size,
-            augment=augment,
-            cache=cache,
-            max_images=max_images,
-            seed=seed,
-            source=str(hr_dir),
-        )
+        super().__init__(pairs, scale=scale, options=options, source=str(hr_dir))
 
 
 class DIV2K(SRDataset):
     """DIV2K (NTIRE 2017): 800 train / 100 valid 2K images, in `root/DIV2K` with the official layout.
 
     `track`: "bicubic" or "unknown" use the official LR images (`DIV2K_<split>_LR_<track>/X<s>/0001x<s>.png`,
-    scales 2, 3, 4); None makes LR from HR on the fly. `download=True` fetches missing archives from
-    `base_url` (default: the ETH Zurich site) with MD5 verification; `md5` overrides the known MD5s by
-    file name (for mirrors).
+    scales 2, 3, 4); None makes LR from HR on the fly. `esrgan.data.download_div2k` installs them.
     """
 
     def __init__(
@@ -299,74 +266,34 @@ class DIV2K(SRDataset):
         split: Literal["train", "valid"] = "train",
         scale: int = 4,
         track: Literal["bicubic", "unknown"] | None = "bicubic",
-        download: bool = False,
-        base_url: str = DIV2K_URL,
-        md5: dict[str, str | None] | None = None,
-        progress: bool = True,
-        mode: Mode = "val",
-        patch_size: int | None = None,
-        augment: AugmentConfig | None = None,
-        cache: ImageCache | None = None,
-        max_images: int | None = None,
-        seed: int = 0,
+        options: DatasetOptions = DatasetOptions(),
     ) -> None:
         _check_scale(scale)
         if split not in ("train", "valid"):
             raise ValueError(f"DIV2K split must be 'train' or 'valid', got {split!r}")
-        if track not in ("bicubic", "unknown", None):
-            raise ValueError(f"DIV2K track must be 'bicubic', 'unknown' or None, got {track!r}")
-        base = Path(root if root is not None else default_data_root()) / "DIV2K"
-        specs = [div2k_archive(split=split, kind="HR", base_url=base_url)]
-        if track is not None:
-            specs.append(div2k_archive(split=split, kind=track, scale=scale, base_url=base_url))
-        if md5:
-            from dataclasses import replace
-
-            specs = [replace(s, md5=md5[s.filename]) if s.filename in md5 else s for s in specs]
-        hr_dir = base / specs[0].target
-        lr_dir = base / specs[1].target if track is not None else None
-        for spec in specs:
-            folder = base / spec.target
-            if folder.is_dir() and any(folder.iterdir()):
-                continue
-            if not download:
+        base = div2k_dir(root if root is not None else default_data_root())
+        specs = div2k_archives(split=split, scale=scale, track=track)
+        folders = [base / spec.target for spec in specs]
+        for spec, folder in zip(specs, folders, strict=True):
+            if not (folder.is_dir() and any(folder.iterdir())):
+                kind = "HR" if folder == folders[0] else f"{track} LR"
                 raise DatasetError(
-                    f"{folder}: DIV2K {split} {'HR' if spec is specs[0] else f'{track} LR'} images not "
-                    "found; "
-                    f"download them with download=True (CLI: --download) or unpack {spec.url} into {base}"
+                    f"{folder}: DIV2K {split} {kind} images not found; fetch them with "
+                    f"esrgan.data.download_div2k (training config: data.download=true) or unpack {spec.url} "
+                    f"into {base}"
                 )
-            install_archive(spec, base, downloads_dir=base / "downloads", progress=progress)
-        if lr_dir is None:
-            pairs = [ImagePair(p.stem, p) for p in list_images(hr_dir, what="DIV2K HR")]
+        if track is None:
+            pairs = _hr_only(folders[0], what="DIV2K HR")
         else:
-            pairs = match_pairs(hr_dir, lr_dir, scale=scale)
-        super().__init__(
-            pairs,
-            scale=scale,
-            mode=mode,
-            patch_size=patch_size,
-            augment=augment,
-            cache=cache,
-            max_images=max_images,
-            seed=seed,
-            source=f"div2k-{split}",
-        )
-
-
-def bsds500_dir(root: str | os.PathLike[str], split: str) -> Path | None:
-    """The BSDS500 `split` folder under `root`, in either supported layout, or None."""
-    root = Path(root)
-    for folder in (root / "BSDS500" / split, root / "BSR" / "BSDS500" / "data" / "images" / split):
-        if folder.is_dir():
-            return folder
-    return None
+            pairs = match_pairs(folders[0], folders[1], scale=scale)
+        super().__init__(pairs, scale=scale, options=options, source=f"div2k-{split}")
 
 
 class BSDS500(SRDataset):
     """Berkeley Segmentation Dataset 500 images (train 200 / val 100 = BSD100 / test 200); LR on the fly.
 
-    Looks in `root/BSDS500/<split>` (the layout of ../shared/datasets) or `root/BSR/BSDS500/data/images/
-    <split>` (the official tarball's layout); `download=True` fetches and unpacks BSR_bsds500.tgz.
+    Found in either layout (see `esrgan.data.layout.bsds500_dir`); `esrgan.data.download_bsds500`
+    installs them.
     """
 
     def __init__(
@@ -375,76 +302,22 @@ class BSDS500(SRDataset):
         *,
         split: Literal["train", "val", "test"] = "train",
         scale: int = 4,
-        download: bool = False,
-        url: str = BSDS500_URL,
-        md5: str | None = None,
-        progress: bool = True,
-        mode: Mode = "val",
-        patch_size: int | None = None,
-        augment: AugmentConfig | None = None,
-        cache: ImageCache | None = None,
-        max_images: int | None = None,
-        seed: int = 0,
+        options: DatasetOptions = DatasetOptions(),
     ) -> None:
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"BSDS500 split must be 'train', 'val' or 'test', got {split!r}")
         root = Path(root if root is not None else default_data_root())
         folder = bsds500_dir(root, split)
         if folder is None:
-            if not download:
-                raise DatasetError(
-                    f"{root / 'BSDS500' / split}: BSDS500 {split} images not found; download them with "
-                    f"download=True (CLI: --download) or unpack {url} into {root}"
-                )
-            spec = bsds500_archive(url=url) if md5 is None else bsds500_archive(url=url, md5=md5)
-            install_archive(spec, root, downloads_dir=root / "downloads", progress=progress)
-            folder = bsds500_dir(root, split)
-            if folder is None:
-                raise DatasetError(f"{root}: BSR_bsds500.tgz did not provide the {split} split")
-        pairs = [ImagePair(p.stem, p) for p in list_images(folder, what=f"BSDS500 {split}")]
-        super().__init__(
-            pairs,
-            scale=scale,
-            mode=mode,
-            patch_size=patch_size,
-            augment=augment,
-            cache=cache,
-            max_images=max_images,
-            seed=seed,
-            source=f"bsds500-{split}",
-        )
-
-
-_BENCHMARK_DIRS = {"set5": "Set5", "set14": "Set14"}
-
-
-def _benchmark_pairs(root: Path, name: str, scale: int) -> list[ImagePair]:
-    try:
-        from esrgan.data.benchmarks import find_benchmark
-    except ModuleNotFoundError as exc:  # helper module not present in this tree
-        if exc.name != "esrgan.data.benchmarks":
-            raise
-        find_benchmark = None
-    if find_benchmark is not None:
-        return [
-            ImagePair(p.name, Path(p.hr_path), p.lr_path and Path(p.lr_path))
-            for p in find_benchmark(root, name, scale)
-        ]
-    folder = root / _BENCHMARK_DIRS[name] / f"x{scale}"
-    files = list_images(folder, what=f"{_BENCHMARK_DIRS[name]} x{scale}")
-    pairs = []
-    for hr in files:
-        if not hr.stem.endswith("_HR"):
-            continue
-        lr = hr.with_name(hr.stem[:-3] + "_LR" + hr.suffix)
-        pairs.append(ImagePair(hr.stem[:-3], hr, lr if lr.is_file() else None))
-    if not pairs:
-        raise DatasetError(f"{folder}: no *_HR images")
-    return pairs
+            raise DatasetError(
+                f"{root / 'BSDS500' / split}: BSDS500 {split} images not found; fetch them with "
+                f"esrgan.data.download_bsds500 (training config: data.download=true) or unpack "
+                f"{BSDS500_URL} into {root}"
+            )
+        pairs = _hr_only(folder, what=f"BSDS500 {split}")
+        super().__init__(pairs, scale=scale, options=options, source=f"bsds500-{split}")
 
 
 class Benchmark(SRDataset):
-    """Set5 / Set14 in the layout of ../shared/datasets (`Set5/x4/img_001_SRF_4_HR.png` + `_LR.png`).
+    """Set5 / Set14 in SelfExSR's layout (`Set5/x4/img_001_SRF_4_HR.png` + `_LR.png`).
 
     `lr="degrade"` (default, the standard protocol) regenerates LR from HR with MATLAB bicubic;
     `lr="given"` uses the distributed LR files (close to, not byte-identical with, the protocol's).
@@ -454,45 +327,27 @@ class Benchmark(SRDataset):
         self,
         root: str | os.PathLike[str] | None = None,
         *,
-        name: Literal["set5", "set14"],
+        name: str,
         scale: int = 4,
         lr: Literal["degrade", "given"] = "degrade",
-        mode: Mode = "val",
-        patch_size: int | None = None,
-        augment: AugmentConfig | None = None,
-        cache: ImageCache | None = None,
-        max_images: int | None = None,
-        seed: int = 0,
+        options: DatasetOptions = DatasetOptions(),
     ) -> None:
         _check_scale(scale)
         key = name.lower()
-        if key not in _BENCHMARK_DIRS:
+        if key not in PAIRED_SETS:
             raise ValueError(f"unknown benchmark {name!r} (expected 'set5' or 'set14')")
         if lr not in ("degrade", "given"):
             raise ValueError(f"lr must be 'degrade' or 'given', got {lr!r}")
         root = Path(root if root is not None else default_data_root())
         try:
-            pairs = _benchmark_pairs(root, key, scale)
-        except DatasetError:
-            raise
-        except (ValueError, OSError) as exc:  # esrgan.data.benchmarks.BenchmarkError is a ValueError
+            found = find_benchmark(root, key, scale)
+        except (BenchmarkError, OSError) as exc:
             raise DatasetError(str(exc)) from exc
-        if lr == "degrade":
-            pairs = [ImagePair(p.name, p.hr) for p in pairs]
-        elif any(p.lr is None for p in pairs):
-            missing = next(p for p in pairs if p.lr is None)
+        pairs = [ImagePair(p.name, p.hr_path, p.lr_path if lr == "given" else None) for p in found]
+        missing = next((p for p in pairs if lr == "given" and p.lr is None), None)
+        if missing is not None:
             raise DatasetError(f"{missing.hr}: no LR file next to it (use lr='degrade')")
-        super().__init__(
-            pairs,
-            scale=scale,
-            mode=mode,
-            patch_size=patch_size,
-            augment=augment,
-            cache=cache,
-            max_images=max_images,
-            seed=seed,
-            source=key,
-        )
+        super().__init__(pairs, scale=scale, options=options, source=key)
 
 
 def _make_cache(cache: bool | ImageCache) -> ImageCache:
@@ -503,30 +358,44 @@ def _make_cache(cache: bool | ImageCache) -> ImageCache:
 
 
 def _build(
-    source: str,
-    *,
-    root: Path,
-    scale: int,
-    train: bool,
-    download: bool,
-    **kwargs: object,
+    source: str, *, root: Path, scale: int, train: bool, download: bool, options: DatasetOptions
 ) -> SRDataset:
     key = source.lower()
     if key == "div2k":
-        return DIV2K(root, split="train" if train else "valid", scale=scale, download=download, **kwargs)  # type: ignore[arg-type]
-    if key == "bsds500":
-        return BSDS500(root, split="train" if train else "val", scale=scale, download=download, **kwargs)  # type: ignore[arg-type]
-    if key == "bsds500-test":  # BSDS500's 200 test images, used as extra training (or validation) data
-        return BSDS500(root, split="test", scale=scale, download=download, **kwargs)  # type: ignore[arg-type]
-    if key in _BENCHMARK_DIRS:
-        return Benchmark(root, name=key, scale=scale, lr="degrade", **kwargs)  # type: ignore[arg-type]
+        div2k_split: Literal["train", "valid"] = "train" if train else "valid"
+        if download:
+            download_div2k(root, split=div2k_split, scale=scale)
+        return DIV2K(root, split=div2k_split, scale=scale, options=options)
+    if key in ("bsds500", "bsds500-test"):
+        # "bsds500-test": BSDS500's 200 test images, used as extra training (or validation) data
+        bsds_split: Literal["train", "val", "test"] = "train" if train else "val"
+        if key == "bsds500-test":
+            bsds_split = "test"
+        if download:
+            download_bsds500(root, splits=(bsds_split,))
+        return BSDS500(root, split=bsds_split, scale=scale, options=options)
+    if key in PAIRED_SETS:
+        return Benchmark(root, name=key, scale=scale, lr="degrade", options=options)
     path = Path(source).expanduser()
     if not path.is_dir():
         raise DatasetError(f"{path}: not a dataset name ({', '.join(SOURCE_NAMES)}) nor an existing folder")
-    return ImageFolder(path, scale=scale, **kwargs)  # type: ignore[arg-type]
+    return ImageFolder(path, scale=scale, options=options)
 
 
-def _combine(datasets: list[SRDataset]) -> Dataset:
+def _build_all(
+    names: Sequence[str],
+    *,
+    root: str | os.PathLike[str] | None,
+    scale: int,
+    train: bool,
+    download: bool,
+    options: DatasetOptions,
+) -> Dataset:
+    data_root = Path(root) if root is not None else default_data_root()
+    datasets = [
+        _build(name, root=data_root, scale=scale, train=train, download=download, options=options)
+        for name in names
+    ]
     return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
 
 
@@ -555,11 +424,12 @@ def make_train_dataset(
     """Training dataset: random aligned `patch_size` HR crops with the stage's augmentation.
 
     `sources`: "div2k" (train split, official bicubic LR), "bsds500" (train split), "bsds500-test"
-    (BSDS500's test split), "set5", "set14", or a
-    folder of HR images (LR made on the fly); several are concatenated. `root`: data root (default
-    `$ESRGAN_DATA` or ./datasets). `augment`: default `AugmentConfig.for_stage(stage)`. `cache`: decoded
-    images cached in memory and as memory-mapped .npy files under the user cache dir (or a given
-    `ImageCache`). `max_images`: the first N images of each source.
+    (BSDS500's test split), "set5", "set14", or a folder of HR images (LR made on the fly); several are
+    concatenated. `root`: data root (default `esrgan.data.default_data_root()`). `download`: fetch
+    missing DIV2K/BSDS500 data first (`download_div2k`, `download_bsds500`). `augment`: default
+    `AugmentConfig.for_stage(stage)`. `cache`: decoded images cached in memory and as memory-mapped .npy
+    files under the user cache dir (or a given `ImageCache`). `max_images`: the first N images of each
+    source.
     """
     names = _check_sources(sources)
     _check_scale(scale)
@@ -573,25 +443,15 @@ def make_train_dataset(
         augment = AugmentConfig.for_stage(stage)
     elif not isinstance(augment, AugmentConfig):
         raise ValueError(f"augment must be an AugmentConfig, got {type(augment).__name__}")
-    shared = _make_cache(cache)
-    data_root = Path(root) if root is not None else default_data_root()
-    datasets = [
-        _build(
-            name,
-            root=data_root,
-            scale=scale,
-            train=True,
-            download=download,
-            mode="train",
-            patch_size=patch_size,
-            augment=augment,
-            cache=shared,
-            max_images=max_images,
-            seed=seed,
-        )
-        for name in names
-    ]
-    return _combine(datasets)
+    options = DatasetOptions(
+        mode="train",
+        patch_size=patch_size,
+        augment=augment,
+        cache=_make_cache(cache),
+        max_images=max_images,
+        seed=seed,
+    )
+    return _build_all(names, root=root, scale=scale, train=True, download=download, options=options)
 
 
 def make_val_dataset(
@@ -616,20 +476,5 @@ def make_val_dataset(
         isinstance(crop, bool) or not isinstance(crop, int) or crop < scale or crop % scale
     ):
         raise ValueError(f"crop must be None or a positive multiple of scale {scale}, got {crop!r}")
-    shared = _make_cache(cache)
-    data_root = Path(root) if root is not None else default_data_root()
-    datasets = [
-        _build(
-            name,
-            root=data_root,
-            scale=scale,
-            train=False,
-            download=download,
-            mode="val",
-            patch_size=crop,
-            cache=shared,
-            max_images=max_images,
-        )
-        for name in names
-    ]
-    return _combine(datasets)
+    options = DatasetOptions(mode="val", patch_size=crop, cache=_make_cache(cache), max_images=max_images)
+    return _build_all(names, root=root, scale=scale, train=False, download=download, options=options)

@@ -23,12 +23,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
 
 Stage = Literal["pretrain", "gan"]
+ImageT = TypeVar("ImageT", np.ndarray, torch.Tensor)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,10 +171,15 @@ class PairAugment:
         return lr, hr
 
 
-def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop (top-left anchored) so height and width are multiples of `scale` (the protocol's HR prep)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
+def mod_crop(img: ImageT, scale: int) -> ImageT:
+    """Crop (top-left anchored) so height and width are multiples of `scale` (the protocol's HR prep).
+
+    Arrays are (H, W[, C]), as images are here until `to_tensor`; tensors are (..., H, W).
+    """
+    axis = img.dim() - 2 if isinstance(img, torch.Tensor) else 0
+    h, w = img.shape[axis], img.shape[axis + 1]
+    window = (slice(None),) * axis + (slice(h - h % scale), slice(w - w % scale))
+    return img[window]
 
 
 def _check_pair(lr: np.ndarray, hr: np.ndarray, scale: int) -> None:

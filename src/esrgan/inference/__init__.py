@@ -9,19 +9,21 @@ write_image("out.png", upscale_image(up, read_image("in.png")))
 
 from esrgan.inference.image_io import (
     DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
     ImageData,
     ImageError,
     format_for_path,
     read_image,
-    upscale_image,
+    read_rgb,
     write_image,
 )
 from esrgan.inference.precision import DeviceError, resolve_device, resolve_precision
 from esrgan.inference.tiling import CostModel, auto_tile_size, tiled_apply
-from esrgan.inference.upscaler import Upscaler
+from esrgan.inference.upscaler import Upscaler, upscale_image
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
     "CostModel",
     "DeviceError",
     "ImageData",
@@ -30,6 +32,7 @@ __all__ = [
     "auto_tile_size",
     "format_for_path",
     "read_image",
+    "read_rgb",
     "resolve_device",
     "resolve_precision",
     "tiled_apply",

@@ -1,43 +1,72 @@
-"""Reading and writing images for inference, keeping what a user expects of the output.
+"""Reading and writing image files: the one reader of the package (inference, datasets, benchmarks).
 
 RGB channel order end to end; grayscale stays grayscale; alpha is carried separately; 16-bit PNGs stay
-16-bit (Pillow keeps 16-bit grayscale, OpenCV decodes 16-bit colour, and 16-bit files are written by
-the small PNG encoder below); EXIF orientation is applied on read; the ICC profile is carried over.
+16-bit (Pillow keeps 16-bit grayscale; 16-bit colour PNGs, which Pillow reduces to 8 bits, are decoded
+by the small PNG decoder below, and 16-bit files are written by the matching encoder); EXIF orientation
+is applied on read; the ICC profile is carried over. Pillow and numpy only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.nn import functional as F
+from numpy.lib.stride_tricks import as_strided
 
 from esrgan.utils import atomic_write
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-    from esrgan.inference.upscaler import Upscaler
-
 DEFAULT_MAX_PIXELS = 100_000_000
 """Default decompression-bomb limit (input pixels): 100 MP, e.g. 10000 x 10000."""
 
 DEFAULT_QUALITY = 95
 
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".webp",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".tga",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".qoi",
+        ".avif",
+    }
+)
+"""Extensions (lower case) of the files a folder scan picks up; a file named explicitly is always tried."""
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_COLOR_TYPES_16 = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}
-# ITU-R BT.601 luma, the weights Pillow uses for RGB -> L, so a grey round trip matches Pillow's.
-_LUMA = (0.299, 0.587, 0.114)
+# PNG colour type -> channels (grey, grey+alpha, RGB, RGBA; palettes are never 16-bit).
+_PNG_CHANNELS = {0: 1, 4: 2, 2: 3, 6: 4}
+# Adam7 passes: (first column, first row, column step, row step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _ORIENTATION_TAG = 0x0112
+
+
+def is_image_file(path: str | Path) -> bool:
+    """Whether `path` names an image by its extension (see `IMAGE_EXTENSIONS`)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 class ImageError(ValueError):
@@ -105,7 +134,7 @@ class ImageData:
 
 @contextlib.contextmanager
 def _own_pixel_limit() -> Iterator[None]:
-    # read_image enforces its own --max-pixels right after the header is parsed; Pillow's fixed
+    # _decode enforces its own max_pixels right after the header is parsed; Pillow's fixed
     # global limit (and its warning) would otherwise pre-empt a user's higher limit.
     from PIL import Image
 
@@ -145,37 +174,104 @@ def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
-def _to_tensor(arr: np.ndarray, max_value: float) -> torch.Tensor:
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32))
-    return t.permute(2, 0, 1).contiguous().div_(max_value)
+def _unfilter(rows: np.ndarray, width: int, bpp: int) -> np.ndarray:
+    """Undo the PNG row filters of `rows` (h, 1 + width*bpp: filter type, then bytes) -> (h, width, bpp)."""
+    h = rows.shape[0]
+    kinds = rows[:, 0]
+    if int(kinds.max()) > 4:
+        raise ValueError(f"unknown PNG filter type {int(kinds.max())}")
+    raw = rows[:, 1:].reshape(h, width, bpp)
+    if int(kinds.max()) <= 2:
+        # None, Sub and Up only (our own encoder writes Sub): one row at a time.
+        out = np.empty_like(raw)
+        prev = np.zeros((width, bpp), np.uint8)
+        for y in range(h):
+            kind = kinds[y]
+            row = raw[y]
+            if kind == 1:
+                row = np.cumsum(row, axis=0, dtype=np.uint8)  # wraps modulo 256, as PNG specifies
+            elif kind == 2:
+                row = row + prev
+            out[y] = prev = row
+        return out
+    # Average and Paeth need each row's left neighbour first; but every filter reads only the left, upper
+    # and upper-left pixels, so the pixels of one anti-diagonal (x + y = t) are independent: one
+    # vectorised step per anti-diagonal, on strided views of a buffer with a zero row and column around.
+    padded = np.zeros((h + 1, width + 1, bpp), np.uint8)
+    flat, src = padded.reshape(-1), np.ascontiguousarray(rows).reshape(-1)
+    row_out, row_in = (width + 1) * bpp, width * bpp + 1
+
+    def diagonal(y: int, x: int, n: int, *, writeable: bool = False) -> np.ndarray:
+        # n pixels from padded[y, x] going one row down and one pixel left each time
+        start = flat[y * row_out + x * bpp :]
+        return as_strided(start, shape=(n, bpp), strides=(row_out - bpp, 1), writeable=writeable)
+
+    for t in range(h + width - 1):
+        y0, y1 = max(0, t - width + 1), min(h - 1, t)
+        n, x0 = y1 - y0 + 1, t - y0
+        a = diagonal(y0 + 1, x0, n).astype(np.int16)
+        b = diagonal(y0, x0 + 1, n).astype(np.int16)
+        c = diagonal(y0, x0, n).astype(np.int16)
+        kind = kinds[y0 : y1 + 1, None]
+        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        pred = np.select([kind == 1, kind == 2, kind == 3, kind == 4], [a, b, (a + b) >> 1, paeth], 0)
+        filtered = as_strided(src[y0 * row_in + 1 + x0 * bpp :], shape=(n, bpp), strides=(row_in - bpp, 1))
+        diagonal(y0 + 1, x0 + 1, n, writeable=True)[...] = (filtered + pred).astype(np.uint8)
+    return padded[1:, 1:]
 
 
-def _split(arr: np.ndarray, max_value: float, gray: bool, has_alpha: bool) -> tuple[torch.Tensor, ...]:
-    t = _to_tensor(arr, max_value)
-    n = 1 if gray else 3
-    return t[:n], (t[n : n + 1] if has_alpha else None)
+def decode_png16(data: bytes) -> np.ndarray:
+    """Decode a 16-bit PNG to an (H,W,C) uint16 array in the file's channel order (C: 1 grey, 2 grey+alpha,
+    3 RGB, 4 RGBA); interlaced files included. ValueError for anything else or a damaged file.
+
+    Pillow reduces 16-bit colour PNGs to 8 bits; this keeps every bit, like `encode_png16` writes them.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError("not a PNG file")
+    pos, header, idat = len(_PNG_SIGNATURE), b"", []
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        payload = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = payload
+        elif kind == b"IDAT":
+            idat.append(payload)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if len(header) != 13:
+        raise ValueError("missing PNG header")
+    width, height, depth, color_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    if depth != 16 or color_type not in _PNG_CHANNELS:
+        raise ValueError(f"not a 16-bit PNG without palette (bit depth {depth}, colour type {color_type})")
+    channels = _PNG_CHANNELS[color_type]
+    bpp = 2 * channels
+    raw = zlib.decompress(b"".join(idat))
+    out = np.empty((height, width, bpp), np.uint8)
+    pos = 0
+    for x0, y0, dx, dy in _ADAM7 if interlace else ((0, 0, 1, 1),):
+        w, h = max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy))
+        if w == 0 or h == 0:
+            continue
+        size = h * (w * bpp + 1)
+        if pos + size > len(raw):
+            raise ValueError("image data is shorter than the header says")
+        rows = np.frombuffer(raw, np.uint8, count=size, offset=pos).reshape(h, w * bpp + 1)
+        out[y0::dy, x0::dx] = _unfilter(rows, w, bpp)
+        pos += size
+    return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
 
 
-def _decode_png16(path: Path, data: bytes, color_type: int, orientation: int) -> tuple:
-    import cv2
-
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.dtype != np.uint16:
-        raise ImageError(path, "corrupt 16-bit PNG (OpenCV could not decode it)")
-    arr = apply_orientation(arr, orientation)
-    if arr.ndim == 2:
-        return _split(arr, 65535.0, gray=True, has_alpha=False)
-    channels = arr.shape[2]
-    # OpenCV returns BGR(A), and grey+alpha expanded to BGRA.
-    rgb = arr[..., 2::-1]
-    if color_type == 4:
-        gray_alpha = np.stack([rgb[..., 0], arr[..., 3]], axis=-1)
-        return _split(gray_alpha, 65535.0, gray=True, has_alpha=True)
-    if channels == 4:
-        return _split(np.concatenate([rgb, arr[..., 3:4]], axis=-1), 65535.0, gray=False, has_alpha=True)
-    return _split(rgb, 65535.0, gray=False, has_alpha=False)
+@dataclass(frozen=True, kw_only=True)
+class _Decoded:
+    array: np.ndarray
+    """(H,W,C) uint8 or uint16: the colour channels, then alpha if any."""
+    colours: int
+    """1 (grey) or 3 (RGB)."""
+    alpha: bool
+    icc: bytes | None
+    format: str | None
 
 
 def _cmyk_to_rgb(img: PILImage.Image, icc: bytes | None) -> PILImage.Image:
@@ -195,44 +291,46 @@ def _cmyk_to_rgb(img: PILImage.Image, icc: bytes | None) -> PILImage.Image:
     return img.convert("RGB")
 
 
-def _decode_pillow(path: Path, img: PILImage.Image, icc: bytes | None) -> tuple:
-    """-> (pixels, alpha, bit_depth, icc) from a loaded, orientation-corrected Pillow image."""
+def _pixels(arr: np.ndarray) -> np.ndarray:
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _decode_pillow(path: Path, img: PILImage.Image, icc: bytes | None, fmt: str | None) -> _Decoded:
+    """A loaded, orientation-corrected Pillow image as an array of its colour (+ alpha) channels."""
     mode = img.mode
+
+    def decoded(arr: np.ndarray, colours: int, alpha: bool, profile: bytes | None = icc) -> _Decoded:
+        return _Decoded(array=_pixels(arr), colours=colours, alpha=alpha, icc=profile, format=fmt)
+
     if mode in ("1", "L"):
-        return (*_split(np.asarray(img.convert("L")), 255.0, True, False), 8, icc)
+        return decoded(np.asarray(img.convert("L")), 1, False)
     if mode in ("LA", "La"):
-        return (*_split(np.asarray(img.convert("LA")), 255.0, True, True), 8, icc)
+        return decoded(np.asarray(img.convert("LA")), 1, True)
     if mode in ("P", "PA"):
         palette_mode = img.palette.mode if img.palette is not None else ""
         has_alpha = mode == "PA" or "transparency" in img.info or palette_mode == "RGBA"
-        rgb = img.convert("RGBA" if has_alpha else "RGB")
-        return (*_split(np.asarray(rgb), 255.0, False, has_alpha), 8, icc)
+        return decoded(np.asarray(img.convert("RGBA" if has_alpha else "RGB")), 3, has_alpha)
     if mode in ("RGB", "RGBX", "YCbCr"):
-        return (*_split(np.asarray(img.convert("RGB")), 255.0, False, False), 8, icc)
+        return decoded(np.asarray(img.convert("RGB")), 3, False)
     if mode in ("RGBA", "RGBa"):
-        return (*_split(np.asarray(img.convert("RGBA")), 255.0, False, True), 8, icc)
+        return decoded(np.asarray(img.convert("RGBA")), 3, True)
     if mode == "CMYK":
         # The output is RGB, so a CMYK profile must not be attached to it.
-        return (*_split(np.asarray(_cmyk_to_rgb(img, icc)), 255.0, False, False), 8, None)
+        return decoded(np.asarray(_cmyk_to_rgb(img, icc)), 3, False, profile=None)
     if mode.startswith("I;16"):
-        arr = np.asarray(img).astype(np.uint16)
-        return (*_split(arr, 65535.0, True, False), 16, icc)
+        return decoded(np.asarray(img).astype(np.uint16), 1, False)
     if mode == "I":
         arr = np.asarray(img)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise ImageError(path, "unsupported 32-bit integer image (values outside 0..65535)")
-        return (*_split(arr.astype(np.uint16), 65535.0, True, False), 16, icc)
+        return decoded(arr.astype(np.uint16), 1, False)
     raise ImageError(
         path, f"unsupported image mode {mode!r} (supported: 1, L, LA, P, RGB, RGBA, CMYK, 16-bit)"
     )
 
 
-def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
-    """Read an image file into an `ImageData` (EXIF orientation applied, ICC profile kept).
-
-    Raises `ImageError` (one line naming the file) for a missing, unreadable, corrupt or truncated file,
-    an unsupported mode, a multi-frame image, or more than `max_pixels` pixels (None or 0: no limit).
-    """
+def _decode(path: str | os.PathLike[str], max_pixels: int | None) -> _Decoded:
+    """Decode an image file (EXIF orientation applied, ICC profile kept); errors as `ImageError`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -272,17 +370,49 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
 
     png = _png_header(data[:33]) if fmt == "PNG" else None
     if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
-        # Pillow reduces 16-bit colour PNGs to 8 bits; decode those with OpenCV instead.
-        pixels, alpha = _decode_png16(path, data, png[1], orientation)
-        return ImageData(pixels=pixels, alpha=alpha, bit_depth=16, format=fmt, icc_profile=icc, source=path)
+        # Pillow reduces 16-bit colour (and grey+alpha) PNGs to 8 bits: decode those ourselves.
+        try:
+            arr = apply_orientation(decode_png16(data), orientation)
+        except (ValueError, struct.error, zlib.error) as e:
+            raise ImageError(path, f"corrupt 16-bit PNG ({e})") from None
+        colours = 1 if png[1] == 4 else 3
+        return _Decoded(array=arr, colours=colours, alpha=png[1] != 2, icc=icc, format=fmt)
     try:
-        img = ImageOps.exif_transpose(img)
+        upright = ImageOps.exif_transpose(img)
     except decode_errors as e:
         raise ImageError(path, f"bad EXIF orientation data ({e})") from None
-    pixels, alpha, bit_depth, icc = _decode_pillow(path, img, icc)
+    return _decode_pillow(path, upright, icc, fmt)
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Read an image file into an `ImageData` (EXIF orientation applied, ICC profile kept).
+
+    Raises `ImageError` (one line naming the file) for a missing, unreadable, corrupt or truncated file,
+    an unsupported mode, a multi-frame image, or more than `max_pixels` pixels (None or 0: no limit).
+    """
+    d = _decode(path, max_pixels)
+    bit_depth = 16 if d.array.dtype == np.uint16 else 8
+    t = torch.from_numpy(d.array.astype(np.float32)).permute(2, 0, 1).contiguous()
+    t.div_(65535.0 if bit_depth == 16 else 255.0)
     return ImageData(
-        pixels=pixels, alpha=alpha, bit_depth=bit_depth, format=fmt, icc_profile=icc, source=path
+        pixels=t[: d.colours],
+        alpha=t[d.colours :] if d.alpha else None,
+        bit_depth=bit_depth,
+        format=d.format,
+        icc_profile=d.icc,
+        source=Path(path),
     )
+
+
+def read_rgb(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as a new (H,W,3) RGB array at its own depth (uint8, or uint16 for 16-bit files).
+
+    What datasets and benchmarks want: grayscale replicated to three channels, alpha dropped. Same
+    decoding and errors as `read_image`.
+    """
+    d = _decode(path, max_pixels)
+    colour = d.array[:, :, : d.colours]
+    return np.repeat(colour, 3, axis=2) if d.colours == 1 else np.array(colour, order="C")
 
 
 # ---------------------------------------------------------------------------------------------- write
@@ -388,39 +518,3 @@ def write_image(
             # The format cannot store alpha (JPEG, PPM, ...): write the colour channels alone.
             pil.convert("L" if image.grayscale else "RGB").save(tmp, format=fmt, **kwargs)
     return path
-
-
-# -------------------------------------------------------------------------------------------- upscale
-
-
-def _luma(rgb: torch.Tensor) -> torch.Tensor:
-    r, g, b = rgb.unbind(-3)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
-
-
-def upscale_image(
-    upscaler: Upscaler,
-    image: ImageData,
-    *,
-    on_tile: Callable[[int, int], None] | None = None,
-) -> ImageData:
-    """Super-resolve an image: colour through the model, alpha by bicubic, grayscale kept grayscale."""
-    x = image.pixels.unsqueeze(0)
-    in_ch = upscaler.in_channels
-    if in_ch == 3:
-        # Grayscale runs as replicated RGB (what RGB models were trained on) and is converted back.
-        out = upscaler.upscale(x.expand(1, 3, -1, -1), on_tile=on_tile)
-        pixels = _luma(out[0]) if image.grayscale else out[0]
-    elif in_ch == 1:
-        # A single-channel model handles each colour channel as its own grey image.
-        out = upscaler.upscale(x.transpose(0, 1), on_tile=on_tile)
-        pixels = out.transpose(0, 1)[0]
-    else:
-        raise ValueError(f"model takes {in_ch} input channels; only 1 or 3 are supported for images")
-    alpha = None
-    if image.alpha is not None:
-        alpha = F.interpolate(
-            image.alpha.unsqueeze(0), scale_factor=upscaler.scale, mode="bicubic", align_corners=False
-        )[0].clamp_(0.0, 1.0)
-    # The upscaler's output is already clamped; writers clamp again before quantising.
-    return replace(image, pixels=pixels, alpha=alpha)

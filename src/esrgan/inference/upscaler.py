@@ -1,10 +1,16 @@
-"""`Upscaler`: runs a super-resolution model on images of any size, on any device, at any precision."""
+"""`Upscaler`: runs a super-resolution model on images of any size, on any device, at any precision;
+`upscale_image` applies it to a decoded image file (grayscale, alpha)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from esrgan.inference.image_io import ImageData
 from esrgan.inference.precision import (
     compute_context,
     input_dtype,
@@ -160,3 +166,40 @@ class Upscaler:
             f"Upscaler(scale={self.scale}, device={self.device}, precision={self.precision}, "
             f"tile={self.tile!r}, tile_overlap={self.tile_overlap})"
         )
+
+
+# ITU-R BT.601 luma, the weights Pillow uses for RGB -> L, so a grey round trip matches Pillow's.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    r, g, b = rgb.unbind(-3)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
+
+
+def upscale_image(
+    upscaler: Upscaler,
+    image: ImageData,
+    *,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> ImageData:
+    """Super-resolve an image: colour through the model, alpha by bicubic, grayscale kept grayscale."""
+    x = image.pixels.unsqueeze(0)
+    in_ch = upscaler.in_channels
+    if in_ch == 3:
+        # Grayscale runs as replicated RGB (what RGB models were trained on) and is converted back.
+        out = upscaler.upscale(x.expand(1, 3, -1, -1), on_tile=on_tile)
+        pixels = _luma(out[0]) if image.grayscale else out[0]
+    elif in_ch == 1:
+        # A single-channel model handles each colour channel as its own grey image.
+        out = upscaler.upscale(x.transpose(0, 1), on_tile=on_tile)
+        pixels = out.transpose(0, 1)[0]
+    else:
+        raise ValueError(f"model takes {in_ch} input channels; only 1 or 3 are supported for images")
+    alpha = None
+    if image.alpha is not None:
+        alpha = F.interpolate(
+            image.alpha.unsqueeze(0), scale_factor=upscaler.scale, mode="bicubic", align_corners=False
+        )[0].clamp_(0.0, 1.0)
+    # The upscaler's output is already clamped; writers clamp again before quantising.
+    return replace(image, pixels=pixels, alpha=alpha)

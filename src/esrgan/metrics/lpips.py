@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from esrgan.models import VGGFeatureExtractor
+from esrgan.weights.io import load_tensor_file
 
 LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 _CHANNELS = (64, 128, 256, 512, 512)
@@ -22,26 +23,6 @@ _CHANNELS = (64, 128, 256, 512, 512)
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 _EPS = 1e-10
-
-
-def _load_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read {what}: {exc}") from exc
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise ValueError(f"{path}: {what} file is not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
 class LPIPS(nn.Module):
@@ -64,8 +45,8 @@ class LPIPS(nn.Module):
     def from_files(cls, *, vgg_weights: str | Path, heads: str | Path) -> LPIPS:
         """Torchvision-layout VGG16 weights and the official v0.1 heads, safetensors or .pth."""
         model = cls()
-        vgg_sd = _load_tensors(vgg_weights, "VGG16 weights")
-        head_sd = _load_tensors(heads, "LPIPS heads")
+        vgg_sd = load_tensor_file(vgg_weights, what="VGG16 weights")
+        head_sd = load_tensor_file(heads, what="LPIPS heads")
         model.load_weights(vgg_sd, head_sd, vgg_source=str(vgg_weights), heads_source=str(heads))
         return model
 

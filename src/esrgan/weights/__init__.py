@@ -10,7 +10,7 @@ from esrgan.weights.generator import (
     load_generator,
     resolve_weights,
 )
-from esrgan.weights.io import LoadedWeights, load_state_dict_file, load_weights
+from esrgan.weights.io import LoadedWeights, load_state_dict_file, load_tensor_file, load_weights
 from esrgan.weights.save import save_generator, save_pth, save_state_dict
 from esrgan.weights.zoo import DEFAULT_MODEL, REGISTRY, ZooEntry, load_zoo_weights
 
@@ -28,6 +28,7 @@ __all__ = [
     "interpolate_weights",
     "load_generator",
     "load_state_dict_file",
+    "load_tensor_file",
     "load_weights",
     "load_zoo_weights",
     "resolve_weights",

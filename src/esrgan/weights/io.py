@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,16 +78,40 @@ def read_weights_file(path: str | os.PathLike[str]) -> tuple[object, dict[str, s
     if not path.is_file():
         raise WeightsError(f"{path}: file not found")
     if suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                metadata = dict(fh.metadata() or {})
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (not a dict)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+        tensors, metadata = _load_safetensors(path)
         return tensors, metadata, False
     return _load_torch(path), {}, False
+
+
+def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    return tensors, metadata
+
+
+def load_tensor_file(path: str | os.PathLike[str], *, what: str = "weights") -> dict[str, torch.Tensor]:
+    """Tensors of a plain state-dict file, such as torchvision's VGG weights or the LPIPS heads.
+
+    `.safetensors`, or any other name read as a PyTorch file (tensors and plain containers only); a
+    top-level `state_dict` wrapper and `module.` prefixes are removed. FileNotFoundError when missing,
+    WeightsError (a ValueError naming the file and `what`) when it is not such a file. Generator
+    checkpoints, with their many layouts, go through `load_weights` instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} file not found")
+    obj = _load_safetensors(path)[0] if path.suffix.lower() == ".safetensors" else _load_torch(path)
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: {what} file is not a state dict of tensors")
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
