@@ -63,8 +63,9 @@ def open_upload(data: bytes, *, max_pixels: int) -> PILImage.Image:
         raise ApiError(415, f"not an image this service reads: send {SUPPORTED_INPUTS}")
     try:
         img = Image.open(io.BytesIO(data), formats=[fmt])
-    except Image.DecompressionBombError as e:
-        raise ApiError(413, f"image is too large ({e})") from None
+    except Image.DecompressionBombError:
+        # Pillow's own guard, far above ours: refused from the header as well.
+        raise ApiError(413, f"image is far above the limit of {max_pixels / 1e6:g} MP") from None
     except UnidentifiedImageError:
         raise ApiError(400, f"corrupt {fmt} image: its header cannot be read") from None
     except _DECODE_ERRORS as e:

@@ -64,9 +64,9 @@ def serve(settings: ServeSettings, *, registry: ModelRegistry | None = None, log
     Models load before the port is bound, so a bad model or a taken port is an exception here (WeightsError,
     OSError) rather than a log line from a half-started server.
     """
-    configure_logging(log_level)
     registry = registry or ModelRegistry.load(settings)
     sock = bind_socket(settings.host, settings.port)
+    configure_logging(log_level)
     server = _uvicorn_server(create_app(settings, registry=registry), log_level)
     server.run(sockets=[sock])  # type: ignore[attr-defined]
 
