@@ -25,7 +25,7 @@ Datasets = Annotated[
 DataRoot = Annotated[
     Path | None,
     typer.Option(
-        help="Folder holding Set5/x4, Set14/x4, BSDS500/val (default: $ESRGAN_DATA, else the data folder)."
+        help="Folder holding Set5/x4, Set14/x4, BSDS500/val (default: $ESRGAN_DATA or esrgan's data folder)."
     ),
 ]
 Scale = Annotated[

@@ -7,44 +7,50 @@ from typing import Annotated
 
 import typer
 
-from esrgan.cli._common import parse_tile
+from esrgan.cli._common import fail, parse_tile
+from esrgan.weights.zoo import DEFAULT_MODEL
 
-DEFAULT_MODEL_NAME = "realesrgan-x4plus"  # esrgan.weights.DEFAULT_MODEL, without importing torch for --help
-
-
-def _fatal(message: str) -> typer.Exit:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    return typer.Exit(2)
+Host = Annotated[str, typer.Option(help="Address to listen on; a non-loopback address needs --api-key-env.")]
+Port = Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")]
+Models = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help=f"Weights file or registered name; repeat to serve several, the first is the default "
+        f"(default: {DEFAULT_MODEL}).",
+    ),
+]
+Workers = Annotated[int, typer.Option(min=1, help="Images upscaled at the same time.")]
+Queue = Annotated[int, typer.Option(min=0, help="Requests that may wait; beyond them: 503.")]
+ApiKeyEnv = Annotated[
+    str | None, typer.Option(help="Name of an environment variable holding the API key clients must send.")
+]
+Timeout = Annotated[float, typer.Option(min=0.001, help="Per-request limit, seconds (then 504).")]
+MaxUploadMB = Annotated[float, typer.Option(min=0.001, help="Largest upload in MiB (then 413).")]
+MaxPixels = Annotated[int, typer.Option(min=1, help="Largest input in pixels (then 413).")]
+MaxOutscale = Annotated[float, typer.Option(min=0.001, help="Largest outscale a request may ask.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda[:N] or mps.")]
+Precision = Annotated[str, typer.Option(help="Default precision: auto, fp32, bf16 or fp16.")]
+Tile = Annotated[str, typer.Option(help="Tile side in input pixels, 'auto' or 0 (whole image).")]
+LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error.")]
 
 
 def serve(
-    host: Annotated[
-        str, typer.Option(help="Address to listen on; a non-loopback address needs --api-key-env.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help=f"Weights file or registered name; repeat to serve several, the first is the default "
-            f"(default: {DEFAULT_MODEL_NAME}).",
-        ),
-    ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Images upscaled at the same time.")] = 1,
-    queue: Annotated[int, typer.Option(min=0, help="Requests that may wait; beyond them: 503.")] = 4,
-    api_key_env: Annotated[
-        str | None,
-        typer.Option(help="Name of an environment variable holding the API key clients must send."),
-    ] = None,
-    timeout: Annotated[float, typer.Option(min=0.001, help="Per-request limit, seconds (then 504).")] = 300.0,
-    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest upload in MiB (then 413).")] = 20.0,
-    max_pixels: Annotated[int, typer.Option(min=1, help="Largest input in pixels (then 413).")] = 4_000_000,
-    max_outscale: Annotated[float, typer.Option(min=0.001, help="Largest outscale a request may ask.")] = 8.0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda[:N] or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="Default precision: auto, fp32, bf16 or fp16.")] = "auto",
-    tile: Annotated[str, typer.Option(help="Tile side in input pixels, 'auto' or 0 (whole image).")] = "auto",
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    model: Models = None,
+    workers: Workers = 1,
+    queue: Queue = 4,
+    api_key_env: ApiKeyEnv = None,
+    timeout: Timeout = 300.0,
+    max_upload_mb: MaxUploadMB = 20.0,
+    max_pixels: MaxPixels = 4_000_000,
+    max_outscale: MaxOutscale = 8.0,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = "auto",
+    log_level: LogLevel = "info",
 ) -> None:
     """Serve upscaling over HTTP: /v1/upscale, /v1/models, /healthz, /metrics, /docs and a web page at /.
 
@@ -55,7 +61,7 @@ def serve(
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env)
         if not api_key:
-            raise _fatal(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
+            raise fail(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
 
     from esrgan.inference import DeviceError
     from esrgan.serving import ServeSettings
@@ -66,7 +72,7 @@ def serve(
         settings = ServeSettings(
             host=host,
             port=port,
-            models=tuple(model or (DEFAULT_MODEL_NAME,)),
+            models=tuple(model or (DEFAULT_MODEL,)),
             workers=workers,
             queue_size=queue,
             request_timeout_s=timeout,
@@ -79,14 +85,14 @@ def serve(
             tile=tile_value,
         )
     except ValueError as exc:
-        raise _fatal(str(exc)) from None
+        raise fail(str(exc)) from None
     typer.echo(f"loading {', '.join(settings.models)} ...", err=True)
     try:
         run(settings, log_level=log_level)
     except (WeightsError, DeviceError) as exc:
-        raise _fatal(str(exc)) from None
+        raise fail(str(exc)) from None
     except OSError as exc:
-        raise _fatal(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        raise fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def register(app: typer.Typer) -> None:
