@@ -450,12 +450,13 @@ def test_esrgan_serve_command_end_to_end(weights: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "esrgan", "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--model", str(weights), "--device", "cpu", "--tile", "0"]
-    log = (tmp_path / "serve.log").open("w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None, Path(log.name).read_text()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 health = request(f"{base}/healthz")
                 break
@@ -474,7 +475,7 @@ def test_esrgan_serve_command_end_to_end(weights: Path, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    output = Path(log.name).read_text()
+    output = log_path.read_text()
     access = [json.loads(line) for line in output.splitlines() if line.startswith('{"ts"')]
     assert any(line["route"] == "/v1/upscale" and line["status"] == 200 for line in access), output
 

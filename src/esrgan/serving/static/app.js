@@ -288,9 +288,12 @@
 
   function applyZoom(centre) {
     const natural = el.after.naturalWidth || 1;
-    const fit = Math.max(1, el.viewport.clientWidth);
-    const width = fit * Number(el.zoom.value);
     const vp = el.viewport;
+    // "fit" shows the whole image: as wide as the view, or less for tall images.
+    const maxHeight = parseFloat(getComputedStyle(vp).maxHeight) || Infinity;
+    const aspect = natural / (el.after.naturalHeight || 1);
+    const fit = Math.max(1, Math.min(vp.clientWidth, (maxHeight - 2) * aspect));
+    const width = fit * Number(el.zoom.value);
     const fx = centre ? centre.x : (vp.scrollLeft + vp.clientWidth / 2) / Math.max(1, vp.scrollWidth);
     const fy = centre ? centre.y : (vp.scrollTop + vp.clientHeight / 2) / Math.max(1, vp.scrollHeight);
     el.stage.style.width = `${width}px`;
