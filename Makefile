@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/esrgan upscale assets/sample_baby_lr.png --model realesrgan-x4plus --out-dir outputs/demo
 
-test: $(STAMP)
+# The web page test drives Debian's chromium (never a browser download): install it when missing, and
+# fail loudly when that is impossible; ESRGAN_REQUIRE_BROWSER=1 makes the test fail rather than skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "chromium missing: installing Debian's chromium for the web page test"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	} || { echo "error: could not install chromium (apt-get install -y chromium); the browser test needs it" >&2; exit 1; }
+	@command -v chromium >/dev/null 2>&1 || { echo "error: chromium is still not on PATH" >&2; exit 1; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest
+	ESRGAN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
