@@ -330,6 +330,9 @@ def test_progress_metrics_and_access_log(server: str, caplog: pytest.LogCaptureF
     assert answer.status == 200
     progress = request(f"{server}/v1/progress/progress-test-0001").json()
     assert progress["stage"] == "done" and progress["tiles_done"] == progress["tiles_total"] >= 1
+    # Once the model has run, later requests carry an estimate of their upscaling time for the page.
+    assert upscale(server, png_bytes(), {"request_id": "progress-test-0002"}).status == 200
+    assert request(f"{server}/v1/progress/progress-test-0002").json()["expected_s"] > 0
     upscale(server, b"garbage" * 10)
     metrics = request(f"{server}/metrics")
     assert metrics.status == 200 and metrics.headers["content-type"].startswith("text/plain")

@@ -46,6 +46,12 @@ class Metrics:
             self._spmp_count[model] += 1
             self._megapixels[model] += megapixels
 
+    def mean_seconds_per_megapixel(self, model: str) -> float | None:
+        """Average so far for `model`, or None before its first image (for progress estimates)."""
+        with self._lock:
+            count = self._spmp_count.get(model, 0)
+            return self._spmp_sum[model] / count if count else None
+
     def render(self, gauges: dict[str, tuple[str, Callable[[], float]]]) -> str:
         """The text exposition format; `gauges` maps name -> (help, read function)."""
         out: list[str] = []

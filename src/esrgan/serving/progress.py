@@ -18,14 +18,20 @@ class Progress:
     """queued, decoding, upscaling, encoding, done or failed."""
     tiles_done: int = 0
     tiles_total: int = 0
+    expected_s: float | None = None
+    """Estimated seconds of the upscaling stage (from the model's recent speed), when known."""
     started: float = 0.0
+    stage_started: float = 0.0
     finished: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         end = self.finished if self.finished is not None else time.monotonic()
         out["elapsed_s"] = round(end - self.started, 3)
-        del out["started"], out["finished"]
+        out["stage_elapsed_s"] = round(end - self.stage_started, 3)
+        if self.expected_s is not None:
+            out["expected_s"] = round(self.expected_s, 3)
+        del out["started"], out["stage_started"], out["finished"]
         return out
 
 
@@ -41,7 +47,8 @@ class ProgressBoard:
     def start(self, request_id: str) -> None:
         with self._lock:
             self._expire()
-            self._entries[request_id] = Progress(started=time.monotonic())
+            now = time.monotonic()
+            self._entries[request_id] = Progress(started=now, stage_started=now)
             self._entries.move_to_end(request_id)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
@@ -53,6 +60,8 @@ class ProgressBoard:
             entry = self._entries.get(request_id)
             if entry is None:
                 return
+            if "stage" in changes and changes["stage"] != entry.stage:
+                entry.stage_started = time.monotonic()
             for key, value in changes.items():
                 setattr(entry, key, value)
             if changes.get("stage") in ("done", "failed"):

@@ -192,8 +192,12 @@ class Service:
         except (DeviceError, ValueError) as e:
             raise ApiError(400, f"precision {options.precision}: {e}") from None
         batch = 1 if upscaler.in_channels == 3 else image.pixels.shape[0]
+        pace = self.metrics.mean_seconds_per_megapixel(options.model)
         self.progress.update(
-            rid, stage="upscaling", tiles_total=upscaler.num_tiles(image.height, image.width, batch)
+            rid,
+            stage="upscaling",
+            tiles_total=upscaler.num_tiles(image.height, image.width, batch),
+            expected_s=None if pace is None else pace * image.megapixels,
         )
 
         def on_tile(done: int, total: int) -> None:

@@ -184,7 +184,10 @@
       case "decoding": return [25, "Decoding the image"];
       case "upscaling": {
         const total = Math.max(1, p.tiles_total);
-        return [25 + (65 * p.tiles_done) / total, `Upscaling: tile ${Math.min(p.tiles_done + 1, total)} of ${total}`];
+        let fraction = p.tiles_done / total;
+        // Between tiles (or with one tile), the server's estimate from its recent speed moves the bar.
+        if (p.expected_s) fraction = Math.max(fraction, Math.min(0.97, p.stage_elapsed_s / p.expected_s));
+        return [25 + 65 * fraction, `Upscaling: tile ${Math.min(p.tiles_done + 1, total)} of ${total}`];
       }
       case "encoding": return [92, "Encoding the result"];
       default: return [92, "Finishing"];
