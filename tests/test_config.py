@@ -1,13 +1,19 @@
-"""Training config: seed JSON keys, YAML, unknown keys and bad values named, CLI overrides, round trip."""
+"""Training config: seed JSON keys, YAML, unknown keys and bad values named, CLI overrides, round trip,
+and every field documented where it is declared."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import json
 from pathlib import Path
 
 import pytest
 
-from esrgan.training.config import Config, ConfigError, apply_overrides, load_config, save_config
+from esrgan.training import config as config_module
+from esrgan.training.config import Config, ConfigError, PretrainingConfig, ValidationConfig
+from esrgan.training.config_io import apply_overrides, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SEED_JSON = sorted(CONFIGS.glob("esrgan_*.json"))
@@ -112,6 +118,12 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, data: dict, key:
         ("generator.use_subpixel_conv=maybe", "generator.use_subpixel_conv"),
         ("validation.pretrain_metric=lpips", "validation.pretrain_metric"),
         ("batch_size.sub=1", "batch_size"),
+        ("pretraining.lr_min=1", "pretraining.lr_min"),
+        ("training.num_epoch=null", "training.num_epoch"),
+        ("validation.every=0", "validation.every"),
+        ("generator.num_residual_blocks=1", "generator.num_residual_blocks"),
+        ("data.val_crop=130", "data.val_crop"),
+        ("cpu_threads=0", "cpu_threads"),
     ],
 )
 def test_bad_values_are_errors_naming_the_key(override: str, key: str) -> None:
@@ -139,3 +151,46 @@ def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert again.to_dict()["seed"] == 7
+
+
+def test_section_errors_carry_the_section_name_and_the_old_wording() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, ["pretraining.lr_min=1e-3"])
+    assert str(exc.value) == "pretraining.lr_min: must be in [0, pretraining.lr], got 0.001"
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, ["training.cr_patch_size=[128, 96]"])
+    assert str(exc.value) == (
+        "training.cr_patch_size: must be a square [H, W] of positive sizes, got [128, 96]"
+    )
+
+
+def test_sections_check_themselves_when_built_in_python() -> None:
+    with pytest.raises(ConfigError, match=r"^lr_min: "):
+        PretrainingConfig(lr_min=1.0)
+    with pytest.raises(ConfigError, match=r"^pretrain_metric: "):
+        ValidationConfig(pretrain_metric="lpips")
+    with pytest.raises(ConfigError, match=r"^pretraining\.cr_patch_size: must be a multiple of scale_factor"):
+        Config(scale_factor=8, pretraining=PretrainingConfig(cr_patch_size=[36, 36]))
+
+
+def test_every_config_field_has_a_docstring_under_it() -> None:
+    tree = ast.parse(inspect.getsource(config_module))
+    classes = {
+        node.name: node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and dataclasses.is_dataclass(getattr(config_module, node.name))
+    }
+    assert {"Config", "PretrainingConfig", "TrainingConfig", "DataConfig"} <= set(classes)
+    undocumented = []
+    for name, node in classes.items():
+        for stmt, following in zip(node.body, [*node.body[1:], None], strict=True):
+            if not isinstance(stmt, ast.AnnAssign):
+                continue
+            documented = (
+                isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            )
+            if not documented:
+                undocumented.append(f"{name}.{ast.unparse(stmt.target)}")
+    assert not undocumented

@@ -92,6 +92,43 @@ def test_cuda_auto_is_fp16():
     assert resolve_precision("auto", torch.device("cuda")) == torch.float16
 
 
+def test_training_and_inference_share_one_policy():
+    import esrgan.device
+    import esrgan.inference
+
+    assert esrgan.inference.resolve_device is esrgan.device.resolve_device
+    assert esrgan.inference.resolve_precision is esrgan.device.resolve_precision
+    assert esrgan.inference.DeviceError is esrgan.device.DeviceError
+    assert resolve_precision("auto", CPU, training=True) == resolve_precision("auto", CPU)
+
+
+def test_training_runtime_takes_the_policy_and_reports_its_errors_as_training_errors():
+    from esrgan.training import Config, TrainingError
+    from esrgan.training.runtime import start_runtime
+
+    rt = start_runtime(Config(device="cpu", precision="auto"))
+    expected = resolve_precision("auto", CPU, training=True)
+    assert rt.device == CPU and rt.amp_dtype == (None if expected == torch.float32 else expected)
+    assert not rt.grad_scaler().is_enabled()
+    with pytest.raises(TrainingError, match="unknown device 'tpu9'"):
+        start_runtime(Config(device="tpu9"))
+
+
+@pytest.mark.skipif(cpu_has_native_fp16(), reason="this CPU has fp16 units")
+def test_fp16_on_cpu_without_fp16_units_is_honoured_for_training_with_a_warning():
+    from esrgan.device import needs_grad_scaler
+
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        dtype = resolve_precision("fp16", CPU, training=True)
+    assert dtype == torch.float16 and needs_grad_scaler(dtype)
+
+
+@needs_cuda
+def test_cuda_auto_for_training_prefers_bf16():
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert resolve_precision("auto", torch.device("cuda"), training=True) == expected
+
+
 # ------------------------------------------------------------------------------------------- upscaler
 
 

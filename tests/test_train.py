@@ -3,7 +3,9 @@ checkpoints, exact resume, non-finite handling, release weights, network interpo
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,18 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from esrgan.device import cpu_has_native_bf16, cpu_has_native_fp16
 from esrgan.training import TrainingError, load_config, train
-from esrgan.training.checkpoint import list_checkpoints, load_checkpoint
+from esrgan.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRETRAIN, GAN = 6, 4
+# Resume-file format 1 as the trainer has written it since the first release: these keys, in this order.
+FORMAT_1_KEYS = [
+    "format", "stage", "iteration", "total", "generator_config", "generator", "ema", "ema_updates",
+    "discriminator", "optim_g", "sched_g", "scaler_g", "optim_d", "sched_d", "scaler_d", "rng", "best",
+    "nonfinite_streak", "psnr_weights", "log_offset", "config",
+]  # fmt: skip
 
 
 def tiny_overrides(shared: Path) -> list[str]:
@@ -123,7 +132,7 @@ def test_run_folder_has_config_metrics_checkpoints_and_weights(full_run: Path) -
 
 def test_checkpoint_holds_full_training_state_and_no_vgg(full_run: Path) -> None:
     state = load_checkpoint(full_run / "checkpoints" / "gan_00000004.pt")
-    assert state["stage"] == "gan" and state["iteration"] == GAN
+    assert state.stage == "gan" and state.iteration == GAN
     for key in (
         "generator",
         "ema",
@@ -137,12 +146,13 @@ def test_checkpoint_holds_full_training_state_and_no_vgg(full_run: Path) -> None
         "best",
         "config",
     ):
-        assert state[key] is not None, key
-    assert {"python", "numpy", "torch"} <= set(state["rng"])
-    assert state["best"]["metric"] == "lpips"
-    keys = list(state["generator"]) + list(state["discriminator"])
+        assert getattr(state, key) is not None, key
+    assert {"python", "numpy", "torch"} <= set(state.rng)
+    assert state.best["metric"] == "lpips"
+    assert state.discriminator is not None
+    keys = list(state.generator) + list(state.discriminator)
     assert not any("features." in k and "vgg" in k for k in keys)
-    assert all(k.startswith(("conv_", "body.")) for k in state["generator"])
+    assert all(k.startswith(("conv_", "body.")) for k in state.generator)
 
 
 def test_interpolated_release_weights(full_run: Path) -> None:
@@ -177,8 +187,9 @@ def test_resume_equals_uninterrupted(full_run: Path, shared: Path, tmp_path: Pat
             assert torch.equal(a[k], b[k]), (name, k)
     da = load_checkpoint(full_run / "checkpoints" / "gan_00000004.pt")
     db = load_checkpoint(run / "checkpoints" / "gan_00000004.pt")
-    for k in da["discriminator"]:
-        assert torch.equal(da["discriminator"][k], db["discriminator"][k]), k
+    assert da.discriminator is not None and db.discriminator is not None
+    for k in da.discriminator:
+        assert torch.equal(da.discriminator[k], db.discriminator[k]), k
     val = lambda r: [(x["stage"], x["iter"], x["psnr"]) for x in _records(r) if x["split"] == "val"]  # noqa: E731
     assert val(run) == val(full_run)
     assert _tb_steps(run, "gan/val/psnr") == [PRETRAIN + 3, PRETRAIN + 4]  # same axis after resume
@@ -205,7 +216,7 @@ def test_nonfinite_losses_skip_steps_then_stop_with_checkpoints_intact(shared: P
     ckpts = list_checkpoints(tmp_path / "run" / "checkpoints")
     assert ckpts
     state = load_checkpoint(ckpts[-1])
-    assert all(torch.isfinite(v).all() for v in state["generator"].values())
+    assert all(torch.isfinite(v).all() for v in state.generator.values())
     skipped = [r for r in _records(tmp_path / "run") if r["split"] == "skip"]
     assert skipped and "nonfinite_content" in skipped[0]
 
@@ -268,13 +279,16 @@ def test_mixed_precision_on_cpu(precision: str, shared: Path, tmp_path: Path) ->
     ]
     cfg = load_config(CONFIGS / "smoke.yaml", over)
     lines: list[str] = []
-    result = train(cfg, run_dir=tmp_path / "run", stage="pretrain", progress=False, console=lines.append)
+    # One policy with inference: emulated reduced precision on this CPU runs, with a warning.
+    emulated = not (cpu_has_native_bf16() if precision == "bf16" else cpu_has_native_fp16())
+    with pytest.warns(RuntimeWarning, match="emulated") if emulated else contextlib.nullcontext():
+        result = train(cfg, run_dir=tmp_path / "run", stage="pretrain", progress=False, console=lines.append)
     assert result.completed
     assert any(f"precision torch.{'bfloat16' if precision == 'bf16' else 'float16'}" in x for x in lines)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "pretrain_00000002.pt")
-    assert all(torch.isfinite(v).all() for v in state["generator"].values())
+    assert all(torch.isfinite(v).all() for v in state.generator.values())
     if precision == "fp16":
-        assert state["scaler_g"]["scale"] > 0  # the GradScaler is live and checkpointed
+        assert state.scaler_g is not None and state.scaler_g["scale"] > 0  # a live, checkpointed GradScaler
 
 
 def test_wandb_is_optional_and_named_when_missing(shared: Path, tmp_path: Path) -> None:
@@ -341,4 +355,52 @@ def test_cpu_recipe_channels_last_cosine_resumes_exactly(shared: Path, tmp_path:
     lrs = [r["lr_g"] for r in _records(tmp_path / "whole") if r["split"] == "train"]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < cfg.pretraining.lr / 2  # cosine decays
     state = load_checkpoint(tmp_path / "whole" / "checkpoints" / f"pretrain_{PRETRAIN:08d}.pt")
-    assert state["ema_updates"] == PRETRAIN
+    assert state.ema_updates == PRETRAIN
+
+
+@pytest.mark.parametrize("drop", [(), ("ema_updates",)], ids=["format-1", "format-1-before-ema-warmup"])
+def test_format_1_resume_file_continues_exactly(
+    drop: tuple[str, ...], full_run: Path, shared: Path, tmp_path: Path
+) -> None:
+    """A resume file laid out as format 1 (a plain dict; files from before the EMA warm-up lack
+    ``ema_updates``) continues to the same weights as the uninterrupted run."""
+    cfg = load_config(CONFIGS / "smoke.yaml", tiny_overrides(shared))
+    run = tmp_path / "run"
+    quiet = {"progress": False, "console": lambda s: None}
+    train(cfg, run_dir=run, stop_after=3, **quiet)
+    path = run / "checkpoints" / "pretrain_00000003.pt"
+    written = torch.load(path, map_location="cpu", weights_only=True)
+    assert list(written) == FORMAT_1_KEYS
+    head = [written[k] for k in ("format", "stage", "iteration", "total", "ema_updates", "log_offset")]
+    assert head == [1, "pretrain", 3, PRETRAIN, 3, PRETRAIN]
+    assert written["psnr_weights"] is None and written["nonfinite_streak"] == 0
+    assert set(written["best"]) == {"metric", "value", "iteration"}
+    torch.save({k: v for k, v in written.items() if k not in drop}, path)
+    assert train(cfg, run_dir=run, resume=True, **quiet).completed
+    for name in ("pretrain_g", "pretrain_g_ema", "gan_g", "gan_g_ema"):
+        a = load_file(full_run / "weights" / f"{name}.safetensors")
+        b = load_file(run / "weights" / f"{name}.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_resume_file_of_an_unknown_format_is_refused_in_one_line(
+    full_run: Path, shared: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(full_run / "checkpoints", run / "checkpoints")
+    newest = run / "checkpoints" / "gan_00000004.pt"
+    state = torch.load(newest, map_location="cpu", weights_only=True)
+    state["format"] = 2
+    torch.save(state, newest)
+    cfg = load_config(CONFIGS / "smoke.yaml", tiny_overrides(shared))
+    with pytest.raises(CheckpointError) as exc:  # not silently continued from the older gan_00000002.pt
+        train(cfg, run_dir=run, resume=True, progress=False, console=lambda s: None)
+    message = str(exc.value)
+    assert "\n" not in message and str(newest) in message and "format 2 is not supported" in message
+    from esrgan.cli import app
+
+    args = ["train", str(CONFIGS / "smoke.yaml"), "--run-dir", str(run), "--resume", "--no-progress",
+            *tiny_overrides(shared)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert [line for line in res.output.splitlines() if "format 2" in line] == [f"error: {message}"]

@@ -59,7 +59,7 @@ def test_sigterm_checkpoints_and_sigkill_never_corrupts(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-2000:]
     assert "stopped at pretrain iteration" in out + err
     stopped = max(_iters(run))
-    assert load_checkpoint(run / "checkpoints" / f"pretrain_{stopped:08d}.pt")["iteration"] == stopped
+    assert load_checkpoint(run / "checkpoints" / f"pretrain_{stopped:08d}.pt").iteration == stopped
 
     proc = subprocess.Popen(
         _cmd(run, "--resume"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -68,6 +68,6 @@ def test_sigterm_checkpoints_and_sigkill_never_corrupts(tmp_path: Path) -> None:
     proc.kill()  # SIGKILL: no handler runs, a checkpoint write may be cut anywhere
     proc.communicate(timeout=60)
     for path in list_checkpoints(run / "checkpoints"):
-        assert load_checkpoint(path)["iteration"] == int(path.stem.split("_")[1])
+        assert load_checkpoint(path).iteration == int(path.stem.split("_")[1])
     found = load_latest(run / "checkpoints")
-    assert found is not None and found[1]["iteration"] > stopped
+    assert found is not None and found[1].iteration > stopped

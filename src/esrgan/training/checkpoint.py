@@ -1,24 +1,37 @@
-"""Training-state checkpoints: atomic writes, keep-last-K, RNG capture, latest-good lookup.
+"""Training-state checkpoints: what a resume file holds, atomic writes, keep-last-K, latest-good lookup.
 
-A training state lives in ``RUN/checkpoints/{stage}_{iteration:08d}.pt`` (``torch.save`` of plain
-tensors, dicts, lists and numbers so that ``weights_only`` loading works). Release weights are written
-separately (``esrgan.weights.save_generator``). A write goes to a temporary file that is renamed over the
-target only when complete, and older files are pruned only after that, so killing the process at any
-moment leaves the previous good checkpoint in place.
+A training state lives in ``RUN/checkpoints/{stage}_{iteration:08d}.pt``: ``torch.save`` of a dict of
+plain tensors, dicts, lists and numbers (so ``weights_only`` loading works) whose keys are ``format``
+plus the fields of ``TrainingState``. Release weights are written separately (``release.py``). A write
+goes to a temporary file that is renamed over the target only when complete, and older files are
+pruned only after that, so killing the process at any moment leaves the previous good checkpoint.
+
+Format 1 is the only one so far. Files written before the EMA warm-up lack ``ema_updates``; their EMA
+saw every step, so the iteration stands in. A file of another format is refused with a one-line error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
+from esrgan.training.config import Config
+from esrgan.training.ema import ModelEMA
+from esrgan.training.errors import TrainingError
+from esrgan.training.validation import Best
 from esrgan.utils import atomic_write
 
+if TYPE_CHECKING:
+    from esrgan.training.stage import Stage
+
+CHECKPOINT_FORMAT = 1
 _NAME = re.compile(r"^(pretrain|gan)_(\d{8})\.pt$")
 _STAGE_ORDER = {"pretrain": 0, "gan": 1}
 
@@ -27,10 +40,126 @@ class CheckpointError(RuntimeError):
     """A training-state file is unusable (message names the file)."""
 
 
+class CheckpointFormatError(CheckpointError):
+    """A training state in a format this version cannot read (written by another esrgan version)."""
+
+
+@dataclass(kw_only=True)
+class TrainingState:
+    """Everything a resume needs, as stored in a checkpoint file (format 1; field order = file order)."""
+
+    stage: str
+    iteration: int
+    total: int
+    generator_config: dict[str, Any]
+    generator: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor] | None
+    ema_updates: int
+    """EMA warm-up count; files older than the warm-up lack it (the iteration is used)."""
+    discriminator: dict[str, torch.Tensor] | None
+    optim_g: dict[str, Any]
+    sched_g: dict[str, Any]
+    scaler_g: dict[str, Any] | None
+    optim_d: dict[str, Any] | None
+    sched_d: dict[str, Any] | None
+    scaler_d: dict[str, Any] | None
+    rng: dict[str, Any]
+    """Rank 0's Python, NumPy and torch generator states (data order does not depend on them)."""
+    best: dict[str, Any]
+    nonfinite_streak: int
+    psnr_weights: str | None
+    """The PSNR-oriented generator the GAN stage started from (for network interpolation)."""
+    log_offset: int
+    """Iterations of the pretrain stage, to put GAN steps after them on one log axis."""
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, *, path: Path) -> TrainingState:
+        if not isinstance(raw, dict) or "stage" not in raw or "iteration" not in raw or "format" not in raw:
+            raise CheckpointError(f"{path}: not a training state written by esrgan train")
+        if raw["format"] != CHECKPOINT_FORMAT:
+            raise CheckpointFormatError(
+                f"{path}: training-state format {raw['format']!r} is not supported (this esrgan reads "
+                f"format {CHECKPOINT_FORMAT}); resume it with the esrgan version that wrote it"
+            )
+        optional = {
+            "ema": None, "ema_updates": raw["iteration"], "discriminator": None, "scaler_g": None,
+            "optim_d": None, "sched_d": None, "scaler_d": None, "best": {}, "nonfinite_streak": 0,
+            "psnr_weights": None, "log_offset": 0, "config": {},
+        }  # fmt: skip
+        values = {**optional, **{k: v for k, v in raw.items() if k != "format"}}
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise CheckpointError(f"{path}: training state lacks {', '.join(missing)}")
+        return cls(**{n: values[n] for n in names})
+
+
+def capture_state(s: Stage, *, config: Config, log_offset: int) -> TrainingState:
+    """The stage's complete training state, with this process's RNG states."""
+    gan = s.gan
+    return TrainingState(
+        stage=s.name,
+        iteration=s.iteration,
+        total=s.total,
+        generator_config=s.g.config.to_dict(),
+        generator=s.g.state_dict(),
+        ema=s.ema.state_dict() if s.ema is not None else None,
+        ema_updates=s.ema.updates if s.ema is not None else 0,
+        discriminator=gan.d.state_dict() if gan is not None else None,
+        optim_g=s.opt_g.state_dict(),
+        sched_g=s.sched_g.state_dict(),
+        scaler_g=s.scaler_g.state_dict(),
+        optim_d=gan.opt.state_dict() if gan is not None else None,
+        sched_d=gan.sched.state_dict() if gan is not None else None,
+        scaler_d=gan.scaler.state_dict() if gan is not None else None,
+        rng=capture_rng_state(),
+        best=s.best.to_dict() if s.best is not None else {},
+        nonfinite_streak=s.nonfinite_streak,
+        psnr_weights=s.psnr_weights,
+        log_offset=log_offset,
+        config=config.to_dict(),
+    )
+
+
+def restore_state(s: Stage, state: TrainingState) -> None:
+    """Load ``state`` into a freshly built stage (before it is wrapped for DDP); RNG is restored later."""
+    try:
+        s.g.load_state_dict(state.generator)
+        if s.ema is not None:
+            if state.ema is not None:
+                s.ema.load_state_dict(state.ema, updates=int(state.ema_updates))
+            else:
+                s.ema = ModelEMA(s.g, decay=s.ema.decay)
+        s.opt_g.load_state_dict(state.optim_g)
+        s.sched_g.load_state_dict(state.sched_g)
+        if state.scaler_g:
+            s.scaler_g.load_state_dict(state.scaler_g)
+        if s.gan is not None:
+            if state.discriminator is None or state.optim_d is None or state.sched_d is None:
+                raise KeyError("discriminator")
+            s.gan.d.load_state_dict(state.discriminator)
+            s.gan.opt.load_state_dict(state.optim_d)
+            s.gan.sched.load_state_dict(state.sched_d)
+            if state.scaler_d:
+                s.gan.scaler.load_state_dict(state.scaler_d)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise TrainingError(f"checkpoint does not match this config ({str(exc).splitlines()[0]})") from exc
+    s.iteration = int(state.iteration)
+    s.best = Best.from_dict(state.best or {})
+    s.nonfinite_streak = int(state.nonfinite_streak)
+
+
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU and CUDA generator states (tensors/ints/lists only)."""
     py_version, py_state, py_gauss = random.getstate()
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
     state: dict[str, Any] = {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
@@ -69,32 +198,36 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(state: dict[str, Any], ckpt_dir: Path, *, keep_last: int) -> Path:
-    """Write ``state`` (must hold ``stage`` and ``iteration``) atomically, then prune old files."""
-    path = ckpt_dir / checkpoint_name(state["stage"], state["iteration"])
+def save_checkpoint(state: TrainingState, ckpt_dir: Path, *, keep_last: int) -> Path:
+    """Write ``state`` atomically, then prune all but the newest ``keep_last`` files."""
+    path = ckpt_dir / checkpoint_name(state.stage, state.iteration)
     with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+        torch.save(state.to_dict(), tmp)
     for old in list_checkpoints(ckpt_dir)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path) -> TrainingState:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path}: unreadable training state ({exc.__class__.__name__})") from exc
-    if not isinstance(state, dict) or "stage" not in state or "iteration" not in state:
-        raise CheckpointError(f"{path}: not a training state written by esrgan train")
-    return state
+    return TrainingState.from_dict(raw, path=path)
 
 
-def load_latest(ckpt_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """Newest readable checkpoint; an unreadable newest file (e.g. foreign damage) falls back to older."""
+def load_latest(ckpt_dir: Path) -> tuple[Path, TrainingState] | None:
+    """Newest readable checkpoint; an unreadable newest file (e.g. foreign damage) falls back to older.
+
+    A file of another format is not damage: it stops the search, so a newer esrgan's run is never
+    silently continued from an older file.
+    """
     errors = []
     for path in reversed(list_checkpoints(ckpt_dir)):
         try:
             return path, load_checkpoint(path)
+        except CheckpointFormatError:
+            raise
         except CheckpointError as exc:
             errors.append(str(exc))
     if errors:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-class ModelEMA:
+
+class ModelEMA(Generic[ModuleT]):
     """``ema = d * ema + (1 - d) * model`` after every optimiser step; buffers are copied.
 
     The decay warms up as ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the average
@@ -16,14 +19,14 @@ class ModelEMA:
     (without it a 0.999 EMA of a short run scored 17 dB on Set5 while the raw weights scored 28).
     """
 
-    def __init__(self, model: nn.Module, *, decay: float, updates: int = 0) -> None:
+    def __init__(self, model: ModuleT, *, decay: float, updates: int = 0) -> None:
         if not 0 <= decay < 1:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         if updates < 0:
             raise ValueError(f"EMA updates must be >= 0, got {updates}")
         self.decay = decay
         self.updates = updates
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.model: ModuleT = copy.deepcopy(model).eval().requires_grad_(False)
 
     def current_decay(self) -> float:
         """The decay the next update uses."""
@@ -34,8 +37,8 @@ class ModelEMA:
         d = self.current_decay()
         for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
             e.lerp_(p.detach(), 1.0 - d)
-        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        for eb, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            eb.copy_(b)
         self.updates += 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Run logging: ``metrics.jsonl`` (always), TensorBoard (default on), Weights & Biases (opt-in).
+"""Run logging: ``metrics.jsonl`` (always), TensorBoard (default on), Weights & Biases (opt-in), and the
+console line and progress bar of the training loop.
 
 Only rank 0 logs. W&B is imported only when enabled, defaults to offline mode and uses no entity unless
 one is configured.
@@ -9,12 +10,23 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
+from esrgan.training import distributed as ddp
 from esrgan.training.config import Config
+
+# Every rank must join the reduction of a logging window with the same keys, even after skipped steps.
+TRAIN_KEYS = {
+    "pretrain": ["content"],
+    "gan": ["content", "d_fake", "d_loss", "d_real", "g_adversarial", "g_total", "perceptual"],
+}
 
 
 class RunLogger:
@@ -119,3 +131,63 @@ def image_grid(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Te
         torch.cat([u, s.float().clamp(0, 1), h.float()], dim=-1) for u, s, h in zip(up, sr, hr, strict=True)
     ]
     return torch.cat(rows, dim=-2).cpu()
+
+
+@dataclass(kw_only=True)
+class ProgressLog:
+    """Training losses averaged over each logging window: scalars, progress bar and a console line."""
+
+    logger: RunLogger
+    say: Callable[[str], None]
+    dist: ddp.DistInfo
+    device: torch.device
+    stage: str
+    total: int
+    start: int
+    """Iteration the stage (re)starts at: the bar's origin and the base of the it/s rate."""
+    show_bar: bool
+    window: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    t0: float = field(default_factory=time.perf_counter)
+    bar: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bar = tqdm(
+            total=self.total, initial=self.start, desc=self.stage, unit="it", dynamic_ncols=True,
+            disable=not self.show_bar, leave=False,
+        )  # fmt: skip
+
+    def add(self, logs: dict[str, float]) -> None:
+        """One iteration done; ``logs`` (empty for a skipped step) join the window."""
+        self.bar.update(1)
+        for k, v in logs.items():
+            self.window[k].append(v)
+
+    def write(self, iteration: int, lrs: dict[str, float]) -> None:
+        """Log the window's means (over ranks) with the learning rates, then start a new window."""
+        means = {k: sum(v) / len(v) for k, v in sorted(self.window.items()) if v}
+        values = {k: means.get(k, float("nan")) for k in TRAIN_KEYS[self.stage]}
+        values = ddp.mean_over_ranks(values, self.dist, self.device)
+        values.update(lrs)
+        self.logger.scalars(stage=self.stage, split="train", step=iteration, values=values)
+        elapsed = time.perf_counter() - self.t0
+        rate = (iteration - self.start) / elapsed if elapsed > 0 else float("nan")
+        eta = (self.total - iteration) / rate if rate > 0 else float("nan")
+        shown = " ".join(f"{k} {v:.4g}" for k, v in values.items() if not k.startswith("lr"))
+        self.bar.set_postfix_str(shown, refresh=False)
+        self.say(
+            f"{self.stage} {iteration}/{self.total} {shown} lr {values['lr_g']:.2e} "
+            f"{rate:.2f} it/s ETA {format_seconds(eta)}"
+        )
+        self.window.clear()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def format_seconds(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``; ``?`` when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    h, rem = divmod(int(seconds), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{sec:02d}" if h else f"{m:d}:{sec:02d}"

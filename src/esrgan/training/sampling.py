@@ -11,8 +11,8 @@ and would not make a resume mid-epoch exact.)
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,11 @@ _STAGE_IDS = {"pretrain": 1, "gan": 2}
 
 def _mix(*parts: int) -> int:
     return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def dataset_size(dataset: Dataset[Any]) -> int:
+    """``len(dataset)``: torch's ``Dataset`` type does not declare ``__len__``, ours all have it."""
+    return len(cast(Sized, dataset))
 
 
 def iters_per_epoch(num_items: int, batch_size: int) -> int:
@@ -81,7 +86,7 @@ class IterationBatchSampler:
             it += 1
 
 
-class SeededItems(Dataset):
+class SeededItems(Dataset[Any]):
     """Wraps a dataset so that item ``(index, seed)`` is produced with all random state seeded from seed.
 
     Datasets keeping their own generators (albumentations ``Compose``) are reached through their
@@ -89,11 +94,11 @@ class SeededItems(Dataset):
     restored afterwards in the main process, where they also drive training).
     """
 
-    def __init__(self, base: Dataset) -> None:
+    def __init__(self, base: Dataset[Any]) -> None:
         self.base = base
 
     def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
+        return dataset_size(self.base)
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key

@@ -1,0 +1,119 @@
+"""One optimisation step of each stage, on one mini-batch already on the device.
+
+Stage 1 updates G with the content loss. The GAN stage first updates G with D frozen (perceptual +
+lambda * RaGAN + eta * content; gradients reach G through D's input only), then D on the same batch with
+G's output detached. A step whose loss is not finite on any process is skipped on all of them: nothing
+is applied, and the loop counts the streak.
+
+Under DDP, G is wrapped (``stage.g_train``); D is used in two phases and called twice per backward, which
+DDP's reducer does not model, so D's gradients and BatchNorm statistics are averaged explicitly, and the
+RaGAN means ``E[C(x)]`` are taken over the global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from esrgan.losses import generator_total_loss, ragan_d_loss, ragan_g_loss
+from esrgan.training import distributed as ddp
+from esrgan.training.runtime import Runtime
+from esrgan.training.stage import GanParts, Losses, Stage
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Losses of an applied step, or the names of the non-finite losses that made it a skip."""
+
+    logs: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def train_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime) -> StepResult:
+    """The stage's step: ``pretrain_step``, or ``gan_step`` when the stage has a discriminator."""
+    if s.gan is None:
+        return pretrain_step(s, lr, hr, losses=losses, rt=rt)
+    return gan_step(s, s.gan, lr, hr, losses=losses, rt=rt)
+
+
+def pretrain_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime) -> StepResult:
+    with rt.autocast():
+        sr = s.g_train(lr)
+    l_content = losses.content(sr, hr)
+    bad = _nonfinite({"content": l_content}, rt)
+    s.opt_g.zero_grad(set_to_none=True)
+    if bad:
+        return StepResult(skipped=bad)
+    _update_g(s, l_content)
+    return StepResult(logs={"content": l_content.item()})
+
+
+def gan_step(
+    s: Stage, gan: GanParts, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime
+) -> StepResult:
+    # 1) G with D frozen.
+    gan.d.requires_grad_(False)
+    with rt.autocast():
+        sr = s.g_train(lr)
+        fake = gan.d(sr)
+        real = gan.d(hr).detach()
+    terms = {
+        "content": losses.content(sr, hr),
+        "perceptual": losses.perceptual(sr, hr),
+        "g_adversarial": ragan_g_loss(
+            real, fake, real_pool=ddp.gather_batch(real, rt.dist), fake_pool=ddp.gather_batch(fake, rt.dist)
+        ),
+    }
+    terms["g_total"] = generator_total_loss(
+        perceptual=terms["perceptual"], adversarial=terms["g_adversarial"], content=terms["content"],
+        weights=losses.gan_weights,
+    )  # fmt: skip
+    s.opt_g.zero_grad(set_to_none=True)
+    bad = _nonfinite(terms, rt)
+    if bad:
+        gan.d.requires_grad_(True)
+        return StepResult(skipped=bad)
+    _update_g(s, terms["g_total"])
+
+    # 2) D on the same batch, G's output detached.
+    gan.d.requires_grad_(True)
+    with rt.autocast():
+        real_d = gan.d(hr)
+        fake_d = gan.d(sr.detach())
+    l_d = ragan_d_loss(
+        real_d,
+        fake_d,
+        real_pool=ddp.gather_batch(real_d, rt.dist),
+        fake_pool=ddp.gather_batch(fake_d, rt.dist),
+    )
+    gan.opt.zero_grad(set_to_none=True)
+    bad = _nonfinite({"d_loss": l_d}, rt)
+    if bad:
+        return StepResult(skipped=bad)
+    gan.scaler.scale(l_d).backward()
+    ddp.average_gradients(gan.d, rt.dist)
+    gan.scaler.step(gan.opt)
+    gan.scaler.update()
+    ddp.average_buffers(gan.d, rt.dist)
+
+    logs = {k: v.item() for k, v in terms.items()}
+    logs.update(d_loss=l_d.item(), d_real=real_d.float().mean().item(), d_fake=fake_d.float().mean().item())
+    return StepResult(logs=logs)
+
+
+def _update_g(s: Stage, loss: torch.Tensor) -> None:
+    """Backward through G's (scaled) loss, step its optimiser and fold the new weights into the EMA."""
+    s.scaler_g.scale(loss).backward()
+    s.scaler_g.step(s.opt_g)
+    s.scaler_g.update()
+    if s.ema is not None:
+        s.ema.update(s.g)
+
+
+def _nonfinite(terms: dict[str, torch.Tensor], rt: Runtime) -> list[str]:
+    """Names of the non-finite losses; every process gets a non-empty list if any process has one."""
+    bad = [k for k, v in terms.items() if not bool(torch.isfinite(v.detach()).all())]
+    if ddp.any_flag(bool(bad), rt.dist, rt.device) and not bad:
+        bad = ["(another process)"]
+    return bad
