@@ -315,7 +315,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         stamps: dict[str, float] = {}
         log_fields: dict[str, Any] = request.scope["state"].setdefault("log", {})
 
-        async def handle() -> UpscaleResult:
+        async def handle() -> tuple[UpscaleResult, str]:
             nonlocal submitted, request_id
             upload = await read_upload(
                 request.stream(),
@@ -338,17 +338,13 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
 
             future = pool.submit(ticket, job)
             submitted = True
-            result, began = await asyncio.wrap_future(future)
-            stamps["queue"] = began
-            headers["filename"] = safe_filename(
-                upload.filename, suffix=f"_x{options.outscale:g}", ext=result.extension
-            )
-            return result
+            result, stamps["queue"] = await asyncio.wrap_future(future)
+            name = safe_filename(upload.filename, suffix=f"_x{options.outscale:g}", ext=result.extension)
+            return result, name
 
-        headers: dict[str, str] = {}
         try:
             remaining = settings.request_timeout_s - (time.perf_counter() - start)
-            result = await asyncio.wait_for(handle(), timeout=remaining)
+            result, filename = await asyncio.wait_for(handle(), timeout=remaining)
         except (asyncio.TimeoutError, Cancelled):
             ticket.cancel()
             service.progress.update(request_id, stage="failed")
@@ -383,7 +379,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
                 "X-Model": result.model,
                 "X-Input-Size": "{}x{}".format(*result.input_size),
                 "X-Output-Size": "{}x{}".format(*result.output_size),
-                "Content-Disposition": f'inline; filename="{headers["filename"]}"',
+                "Content-Disposition": f'inline; filename="{filename}"',
                 "Cache-Control": "no-store",
             },
         )
