@@ -27,30 +27,8 @@ from esrgan.inference import (
     upscale_image,
     write_image,
 )
+from esrgan.inference.image_io import is_image_file
 from esrgan.inference.tiling import ProgressFn, default_tile_overlap
-
-# What a folder or glob picks up; a file named explicitly is always tried, whatever its extension.
-IMAGE_EXTENSIONS = frozenset(
-    {
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".webp",
-        ".bmp",
-        ".tif",
-        ".tiff",
-        ".gif",
-        ".tga",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".pnm",
-        ".qoi",
-        ".avif",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -89,14 +67,10 @@ class Plan:
         return [*self.jobs, *self.existing] if overwrite else list(self.jobs)
 
 
-def _is_image_name(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS
-
-
 def _scan_folder(folder: Path, recursive: bool) -> list[Path]:
     found = folder.rglob("*") if recursive else folder.iterdir()
     # Hidden files include atomic_write's temporaries of a run still in progress.
-    return sorted(p for p in found if p.is_file() and _is_image_name(p) and not p.name.startswith("."))
+    return sorted(p for p in found if p.is_file() and is_image_file(p) and not p.name.startswith("."))
 
 
 def _glob_base(pattern: str) -> Path:
@@ -136,7 +110,7 @@ def expand_inputs(inputs: list[str], *, recursive: bool) -> tuple[list[InputFile
                 if m.is_dir():
                     for p in _scan_folder(m, recursive):
                         add(p, base, False)
-                elif m.is_file() and _is_image_name(m):
+                elif m.is_file() and is_image_file(m):
                     add(m, base, False)
             if not matches:
                 problems.append(Problem(path, "no files match this pattern"))
@@ -148,7 +122,7 @@ def expand_inputs(inputs: list[str], *, recursive: bool) -> tuple[list[InputFile
 def output_path(item: InputFile, *, out_dir: Path | None, suffix: str, ext: str | None) -> Path:
     """`<stem><suffix><ext>` beside the input, or under `out_dir` mirroring the input's sub-folders."""
     # Keep the input's format; a file named explicitly with an odd extension gets PNG.
-    kept = item.path.suffix if _is_image_name(item.path) else ".png"
+    kept = item.path.suffix if is_image_file(item.path) else ".png"
     new_ext = ext if ext is not None else kept
     name = f"{item.path.stem}{suffix}{new_ext}"
     if out_dir is None:
