@@ -38,6 +38,7 @@ def train_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, 
 
 
 def pretrain_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime) -> StepResult:
+    """Stage 1: G on the content loss alone."""
     with rt.autocast():
         sr = s.g_train(lr)
     l_content = losses.content(sr, hr)
@@ -52,7 +53,8 @@ def pretrain_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losse
 def gan_step(
     s: Stage, gan: GanParts, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime
 ) -> StepResult:
-    # 1) G with D frozen.
+    """Stage 2: G with D frozen, then D on the same batch with G's output detached (BasicSR's order)."""
+    # 1) G with D frozen: gradients reach G through D's input only.
     gan.d.requires_grad_(False)
     with rt.autocast():
         sr = s.g_train(lr)
