@@ -244,6 +244,24 @@ def check_fits(sd: Mapping[str, torch.Tensor], config: RRDBNetConfig, *, source:
             )
 
 
+def check_values(sd: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Raise WeightsError for tensors that are not floating point or hold NaN/inf values.
+
+    A generator with one NaN weight turns every output pixel into NaN, which would be written out as a
+    black image without any error; a diverged training or a damaged download leaves such files.
+    """
+    for key, value in sd.items():
+        if not value.is_floating_point():
+            dtype = str(value.dtype).removeprefix("torch.")
+            raise WeightsError(f"{source}: {key} holds {dtype} values, not floating-point weights")
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise WeightsError(
+                f"{source}: {key} holds {bad} NaN or infinite value(s) of {value.numel()}: the weights are "
+                "broken (a diverged training or a damaged file), refusing to use them"
+            )
+
+
 def canonicalize(
     sd: Mapping[str, object], *, metadata: Mapping[str, str] | None = None, source: str = "<state dict>"
 ) -> tuple[dict[str, torch.Tensor], RRDBNetConfig, str]:
@@ -271,6 +289,7 @@ def canonicalize(
     else:
         layout_name = "esrgan-safetensors"
     check_fits(tensors, config, source=source)
+    check_values(tensors, source=source)
     return tensors, config, layout_name
 
 

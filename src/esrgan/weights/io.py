@@ -36,6 +36,40 @@ def _ncnn_pair(path: Path) -> tuple[Path, Path]:
     return path.with_suffix(".param"), path.with_suffix(".bin")
 
 
+_NOT_WEIGHTS = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"RIFF": "a RIFF file (WebP image?)",
+    b"<!DOCTYPE": "an HTML page (a download that failed?)",
+    b"<html": "an HTML page (a download that failed?)",
+    b"\x1f\x8b": "a gzip archive",
+    b"7767517": "an ncnn .param text file",
+}
+
+
+def _first_line(text: str) -> str:
+    # torch and miniz append paragraphs of advice after the first sentence.
+    text = " ".join(text.split())
+    head, dot, _ = text.partition(". ")
+    return head + ("." if dot and not head.endswith(".") else "") if head else text
+
+
+def _content_problem(path: Path) -> str | None:
+    """Why a file cannot be weights judging by its first bytes (empty, an image, a web page), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if not head:
+        return "the file is empty (0 bytes)"
+    for magic, what in _NOT_WEIGHTS.items():
+        if head.startswith(magic):
+            return f"this is {what}, not a weights file"
+    return None
+
+
 def _unpickler_detail(exc: Exception) -> str:
     # torch wraps the useful part ("WeightsUnpickler error: ...") in paragraphs of advice.
     text = " ".join(str(exc).split())
@@ -59,7 +93,9 @@ def _load_torch(path: Path) -> object:
             ) from None
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(str(exc)) or type(exc).__name__
+        if isinstance(exc, (EOFError, OSError)) or "zip archive" in first:
+            first = f"truncated or damaged: {first}"
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
 
 
@@ -75,8 +111,13 @@ def read_weights_file(path: str | os.PathLike[str]) -> tuple[object, dict[str, s
     if suffix in NCNN_SUFFIXES:
         param, bin_ = _ncnn_pair(path)
         return load_ncnn(param, bin_), {}, True
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a weights file")
     if not path.is_file():
         raise WeightsError(f"{path}: file not found")
+    problem = _content_problem(path)
+    if problem is not None:
+        raise WeightsError(f"{path}: {problem}")
     if suffix == ".safetensors":
         tensors, metadata = _load_safetensors(path)
         return tensors, metadata, False
