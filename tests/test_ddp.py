@@ -4,14 +4,21 @@ The pretrain stage (G only: no BatchNorm) must match single-process training to 
 RaGAN losses with means pooled over ranks must give single-process gradients. The whole GAN stage runs
 too, but on CPU (no SyncBatchNorm) D's BatchNorm sees each rank's half batch, so it is checked for
 completing consistently (one set of checkpoints, records and release weights), not for equality.
+
+In-process workers meet through a ``file://`` store in the test's own temp folder (no port to pick and
+race for) and leave through the library's ``cleanup_distributed``, which must free the process group:
+a group that outlives the interpreter lets a gloo worker thread abort the process at exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -24,7 +31,13 @@ from esrgan.losses import ragan_d_loss, ragan_g_loss
 from esrgan.models import RRDBNet
 from esrgan.training import load_config, train
 from esrgan.training.checkpoint import list_checkpoints
-from esrgan.training.distributed import DistInfo, average_gradients, gather_batch
+from esrgan.training.distributed import (
+    DistInfo,
+    average_gradients,
+    cleanup_distributed,
+    gather_batch,
+    setup_distributed,
+)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHARED = CONFIGS.parents[1] / "shared"
@@ -71,7 +84,7 @@ def test_two_process_ddp_matches_single_process_pretrain(
         "-m", "esrgan", "train", str(CONFIGS / "smoke.yaml"), "--run-dir", str(run), "--stage", "both",
         "--no-progress", *overrides(),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = _run_reaped(cmd, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "over 2 processes" in proc.stdout + proc.stderr
 
@@ -90,6 +103,30 @@ def test_two_process_ddp_matches_single_process_pretrain(
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     val = [(r["stage"], r["iter"]) for r in recs if r["split"] == "val"]
     assert val == [("pretrain", 2), ("pretrain", 4), ("gan", 2)]  # rank 0 only: no duplicates
+
+
+def _run_reaped(cmd: list[str], *, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a session of its own: a timeout (or an interrupted test) kills torchrun's
+    workers with it instead of leaving them running."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # torchrun and every worker it started
+        out, err = proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            pytest.fail(f"{cmd[:6]} did not finish in {timeout} s:\n{out[-3000:]}{err[-3000:]}")
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _join(rank: int, world: int, tmp: str) -> DistInfo:
+    """The environment torchrun would set, and the library's own set-up, meeting in ``tmp``."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    return setup_distributed(torch.device("cpu"), init_method=f"file://{Path(tmp) / 'store'}")
 
 
 def _ragan_case() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -113,19 +150,19 @@ def _ragan_losses(d, x_real, x_fake, info: DistInfo | None):
     return l_d.detach(), l_g.detach(), d_grads, g_input_grad
 
 
-def _ragan_worker(rank: int, world: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+def _ragan_worker(rank: int, world: int, tmp: str) -> None:
+    info = _join(rank, world, tmp)
     try:
         d, x_real, x_fake = _ragan_case()
         share = slice(rank * 2, rank * 2 + 2)
-        result = _ragan_losses(d, x_real[share], x_fake[share], DistInfo(rank=rank, world_size=world))
-        torch.save(result, Path(out) / f"rank{rank}.pt")
+        result = _ragan_losses(d, x_real[share], x_fake[share], info)
+        torch.save(result, Path(tmp) / f"rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        cleanup_distributed(info)
 
 
 def test_ragan_means_over_the_global_batch_match_single_process(tmp_path: Path) -> None:
-    mp.spawn(_ragan_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ragan_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     d, x_real, x_fake = _ragan_case()
     l_d, l_g, d_grads, g_grad = _ragan_losses(d, x_real, x_fake, None)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
@@ -137,3 +174,23 @@ def test_ragan_means_over_the_global_batch_match_single_process(tmp_path: Path) 
             torch.testing.assert_close(a, b)
     # Each rank's G-side input gradient sums every rank's loss; DDP's mean over ranks then gives dL/dx.
     torch.testing.assert_close(torch.cat([ranks[0][3], ranks[1][3]]) / 2, g_grad)
+
+
+def _teardown_worker(rank: int, world: int, tmp: str) -> None:
+    info = _join(rank, world, tmp)
+    group = weakref.ref(dist.group.WORLD)
+    try:
+        x = torch.randn(2, 3, requires_grad=True)
+        gather_batch(x, info).square().sum().backward()
+        torch.optim.Adam([x])  # as in training: torch's first optimizer lazily imports torch._dynamo
+    finally:
+        cleanup_distributed(info)
+    (Path(tmp) / f"rank{rank}.alive").write_text(str(group() is not None))
+
+
+def test_cleanup_frees_the_process_group_so_no_gloo_thread_outlives_the_interpreter(tmp_path: Path) -> None:
+    # A group still referenced after cleanup keeps gloo's worker threads until interpreter exit, where one
+    # still releasing a finished collective's tensors needs the GIL and aborts the process (a rare SIGABRT
+    # of a worker). That only shows under load; whether the group was freed shows on every run.
+    mp.spawn(_teardown_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    assert [(tmp_path / f"rank{r}.alive").read_text() for r in range(2)] == ["False", "False"]

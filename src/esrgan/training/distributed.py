@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -32,8 +33,12 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup_distributed(device: torch.device) -> DistInfo:
-    """Join the process group described by torchrun's environment (single process when absent)."""
+def setup_distributed(device: torch.device, *, init_method: str = "env://") -> DistInfo:
+    """Join the process group described by torchrun's environment (single process when absent).
+
+    ``init_method`` is where the ranks meet: torchrun's MASTER_ADDR/PORT by default; tests pass a
+    ``file://`` path of their own so that no port is picked and raced for.
+    """
     if dist.is_available() and dist.is_initialized():
         return DistInfo(
             rank=dist.get_rank(),
@@ -45,8 +50,16 @@ def setup_distributed(device: torch.device) -> DistInfo:
         return DistInfo()
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    # torch.distributed.nn.functional binds the live default group as its functions' default argument when
+    # it is first imported, and torch imports it lazily (torch._dynamo, pulled in by the first optimizer).
+    # Imported after init_process_group it would keep the group alive past destroy_process_group; gloo's
+    # worker threads then outlive the interpreter, and one still releasing a finished collective's tensors
+    # at exit aborts the process ("terminate called without an active exception").
+    import torch.distributed.nn.functional  # noqa: F401
+
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend)
+    rank = int(os.environ.get("RANK", "0"))
+    dist.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=world)
     return DistInfo(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),
@@ -56,6 +69,7 @@ def setup_distributed(device: torch.device) -> DistInfo:
 
 
 def cleanup_distributed(info: DistInfo) -> None:
+    """Leave the process group this process joined; call it on every rank, after the last collective."""
     if info.initialized_here and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -133,15 +147,34 @@ def rank0_first(info: DistInfo) -> Iterator[None]:
             barrier(info)
 
 
+class _GatherBatch(torch.autograd.Function):
+    """``all_gather`` along dim 0 whose backward hands each rank the gradient of its own slice, summed over
+    every rank's loss (the reduce-scatter of the incoming gradients, done as an all-reduce: gloo has no
+    reduce-scatter, and these are a few logits per sample)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+        t = t.contiguous()
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t)
+        ctx.own = (dist.get_rank() * t.shape[0], t.shape[0])
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.contiguous().clone()  # all_reduce works in place; autograd may still use ``grad``
+        dist.all_reduce(total)
+        start, n = ctx.own
+        return total.narrow(0, start, n)
+
+
 def gather_batch(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """All ranks' ``t`` concatenated along dim 0 (rank order); differentiable: gradients flow back to the
-    rank that owns each slice. Used for batch statistics such as the RaGAN means ``E[C(x)]``."""
+    """All ranks' ``t`` (same shape on every rank) concatenated along dim 0 in rank order; differentiable:
+    gradients flow back to the rank that owns each slice. Used for batch statistics such as the RaGAN
+    means ``E[C(x)]``.
+
+    Not ``torch.distributed.nn.functional.all_gather``: deprecated, it warns on every call, and it pins
+    whatever group was live when its module was first imported (see ``setup_distributed``)."""
     if not info.enabled:
         return t
-    if not t.requires_grad:
-        parts = [torch.empty_like(t) for _ in range(info.world_size)]
-        dist.all_gather(parts, t.contiguous())
-        return torch.cat(parts, 0)
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(t), 0)
+    return _GatherBatch.apply(t)
