@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -132,27 +133,63 @@ class ImageData:
 # ----------------------------------------------------------------------------------------------- read
 
 
+_pixel_limit_lock = threading.Lock()
+_pixel_limit_users = 0
+_pillow_max_pixels: int | None = None
+
+
 @contextlib.contextmanager
 def _own_pixel_limit() -> Iterator[None]:
-    # _decode enforces its own max_pixels right after the header is parsed; Pillow's fixed
-    # global limit (and its warning) would otherwise pre-empt a user's higher limit.
+    # _decode enforces its own max_pixels right after the header is parsed; Pillow's fixed global limit
+    # would otherwise pre-empt a user's higher limit. Counted, so that threads reading at the same time
+    # restore Pillow's value only when the last one is done.
+    global _pixel_limit_users, _pillow_max_pixels
     from PIL import Image
 
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    with _pixel_limit_lock:
+        if _pixel_limit_users == 0:
+            _pillow_max_pixels = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _pixel_limit_users += 1
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
+        yield
     finally:
-        Image.MAX_IMAGE_PIXELS = old
+        with _pixel_limit_lock:
+            _pixel_limit_users -= 1
+            if _pixel_limit_users == 0:
+                Image.MAX_IMAGE_PIXELS = _pillow_max_pixels
 
 
-def _png_header(head: bytes) -> tuple[int, int] | None:
-    """(bit depth, colour type) from a PNG's IHDR, or None when `head` is not a PNG."""
+@contextlib.contextmanager
+def _damaged(path: Path, what: str) -> Iterator[None]:
+    """Turn what Pillow raises on damaged data into one `ImageError` line (out of memory stays itself).
+
+    Pillow's decoders answer malformed files with OSError and ValueError mostly, but also TypeError,
+    KeyError, IndexError, struct.error, ZeroDivisionError, ... (seen with scripts/fuzz_images.py).
+    """
+    try:
+        yield
+    except (ImageError, MemoryError):
+        raise
+    except Exception as e:
+        raise ImageError(path, f"{what} ({' '.join(str(e).split()) or type(e).__name__})") from None
+
+
+def _png_header(head: bytes) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) from a PNG's first chunk, or None when it is no IHDR."""
     if len(head) < 29 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
-    return head[24], head[25]
+    width, height, depth, color_type = struct.unpack(">IIBB", head[16:26])
+    return width, height, depth, color_type
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(
+            path,
+            f"{width}x{height} = {width * height / 1e6:.1f} MP is above the limit of "
+            f"{max_pixels / 1e6:g} MP (decompression-bomb guard; raise --max-pixels to allow it)",
+        )
 
 
 def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -174,6 +211,38 @@ def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(arr)) if op else arr
 
 
+_UNFILTER_BLOCK_BYTES = 1 << 24
+# Average and Paeth rows take one numpy step per anti-diagonal (height + width - 1 of them, ~0.1 ms each):
+# 2^18 covers any realistic shape (a 100000 x 1000 panorama needs 101k); a 1 x 10^8 strip would take hours.
+_MAX_DIAGONALS = 1 << 18
+
+
+def _unfilter_simple(raw: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """Undo None, Sub and Up filters of (h, width, bpp) bytes, vectorised over blocks of rows."""
+    h, width, bpp = raw.shape
+    out = np.empty_like(raw)
+    block = max(1, _UNFILTER_BLOCK_BYTES // max(1, width * bpp))
+    prev = np.zeros((width, bpp), np.uint8)
+    for y0 in range(0, h, block):
+        rows, k = raw[y0 : y0 + block], kinds[y0 : y0 + block]
+        part = rows.copy()
+        sub = k == 1
+        if sub.any():
+            part[sub] = np.cumsum(rows[sub], axis=1, dtype=np.uint8)  # wraps modulo 256, as PNG says
+        up = k == 2
+        if up.any():
+            # A run of Up rows adds up column-wise from the last None/Sub row before it (or the previous
+            # block's last row): a cumulative sum, minus the sum just before that row.
+            part = np.cumsum(part, axis=0, dtype=np.uint8)
+            anchor = np.maximum.accumulate(np.where(up, -1, np.arange(len(k))))
+            restart = anchor > 0
+            part[restart] -= part[anchor[restart] - 1]
+            part[anchor < 0] += prev  # rows before the block's first None/Sub row continue from `prev`
+        out[y0 : y0 + block] = part
+        prev = part[-1]
+    return out
+
+
 def _unfilter(rows: np.ndarray, width: int, bpp: int) -> np.ndarray:
     """Undo the PNG row filters of `rows` (h, 1 + width*bpp: filter type, then bytes) -> (h, width, bpp)."""
     h = rows.shape[0]
@@ -182,18 +251,12 @@ def _unfilter(rows: np.ndarray, width: int, bpp: int) -> np.ndarray:
         raise ValueError(f"unknown PNG filter type {int(kinds.max())}")
     raw = rows[:, 1:].reshape(h, width, bpp)
     if int(kinds.max()) <= 2:
-        # None, Sub and Up only (our own encoder writes Sub): one row at a time.
-        out = np.empty_like(raw)
-        prev = np.zeros((width, bpp), np.uint8)
-        for y in range(h):
-            kind = kinds[y]
-            row = raw[y]
-            if kind == 1:
-                row = np.cumsum(row, axis=0, dtype=np.uint8)  # wraps modulo 256, as PNG specifies
-            elif kind == 2:
-                row = row + prev
-            out[y] = prev = row
-        return out
+        return _unfilter_simple(raw, kinds)
+    if h + width - 1 > _MAX_DIAGONALS:
+        raise ValueError(
+            f"{width}x{h} with Average/Paeth filters is too elongated for the 16-bit decoder "
+            f"(width + height above {_MAX_DIAGONALS})"
+        )
     # Average and Paeth need each row's left neighbour first; but every filter reads only the left, upper
     # and upper-left pixels, so the pixels of one anti-diagonal (x + y = t) are independent: one
     # vectorised step per anti-diagonal, on strided views of a buffer with a zero row and column around.
@@ -221,42 +284,67 @@ def _unfilter(rows: np.ndarray, width: int, bpp: int) -> np.ndarray:
     return padded[1:, 1:]
 
 
-def decode_png16(data: bytes) -> np.ndarray:
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, payload) of each chunk up to IEND; a truncated last chunk ends the file."""
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        yield kind, data[pos + 8 : pos + 8 + length]
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
+def decode_png16(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
     """Decode a 16-bit PNG to an (H,W,C) uint16 array in the file's channel order (C: 1 grey, 2 grey+alpha,
-    3 RGB, 4 RGBA); interlaced files included. ValueError for anything else or a damaged file.
+    3 RGB, 4 RGBA); interlaced files included. ValueError for anything else, a damaged file, or more than
+    `max_pixels` pixels (checked before anything is decompressed).
 
     Pillow reduces 16-bit colour PNGs to 8 bits; this keeps every bit, like `encode_png16` writes them.
+    Decompression stops at the size the header announces, so a zlib bomb costs no more than the image.
     """
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("not a PNG file")
-    pos, header, idat = len(_PNG_SIGNATURE), b"", []
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        payload = data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            header = payload
-        elif kind == b"IDAT":
-            idat.append(payload)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if len(header) != 13:
+    chunks = _png_chunks(data)
+    kind, header = next(chunks, (b"", b""))
+    # The header must come first, as the spec and Pillow (whose size the pixel limit checked) read it.
+    if kind != b"IHDR" or len(header) != 13:
         raise ValueError("missing PNG header")
-    width, height, depth, color_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    width, height, depth, color_type, compression, filtering, interlace = struct.unpack(">IIBBBBB", header)
     if depth != 16 or color_type not in _PNG_CHANNELS:
         raise ValueError(f"not a 16-bit PNG without palette (bit depth {depth}, colour type {color_type})")
+    if not 0 < width < 2**31 or not 0 < height < 2**31:
+        raise ValueError(f"invalid PNG size {width}x{height}")
+    if compression != 0 or filtering != 0 or interlace not in (0, 1):
+        raise ValueError(
+            f"invalid PNG header (compression {compression}, filter {filtering}, interlace {interlace})"
+        )
+    if max_pixels and width * height > max_pixels:
+        raise ValueError(f"{width}x{height} pixels is above the limit of {max_pixels}")
     channels = _PNG_CHANNELS[color_type]
     bpp = 2 * channels
-    raw = zlib.decompress(b"".join(idat))
+    passes = []
+    for x0, y0, dx, dy in _ADAM7 if interlace else ((0, 0, 1, 1),):
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            passes.append((x0, y0, dx, dy, w, h))
+    expected = sum(h * (w * bpp + 1) for *_, w, h in passes)
+    raw = bytearray()
+    inflate = zlib.decompressobj()
+    try:
+        for kind, payload in chunks:
+            if kind == b"IHDR":  # Pillow takes the last one before the data as the size: be strict
+                raise ValueError("more than one PNG header")
+            if kind == b"IDAT" and len(raw) < expected:
+                raw += inflate.decompress(inflate.unconsumed_tail + payload, expected - len(raw))
+    except zlib.error as e:
+        raise ValueError(f"corrupt compressed image data ({e})") from None
+    if len(raw) < expected:
+        raise ValueError(f"image data is shorter than the header says ({len(raw)} of {expected} bytes)")
     out = np.empty((height, width, bpp), np.uint8)
     pos = 0
-    for x0, y0, dx, dy in _ADAM7 if interlace else ((0, 0, 1, 1),):
-        w, h = max(0, -(-(width - x0) // dx)), max(0, -(-(height - y0) // dy))
-        if w == 0 or h == 0:
-            continue
+    for x0, y0, dx, dy, w, h in passes:
         size = h * (w * bpp + 1)
-        if pos + size > len(raw):
-            raise ValueError("image data is shorter than the header says")
         rows = np.frombuffer(raw, np.uint8, count=size, offset=pos).reshape(h, w * bpp + 1)
         out[y0::dy, x0::dx] = _unfilter(rows, w, bpp)
         pos += size
@@ -331,6 +419,14 @@ def _decode_pillow(path: Path, img: PILImage.Image, icc: bytes | None, fmt: str 
 
 def _decode(path: str | os.PathLike[str], max_pixels: int | None) -> _Decoded:
     """Decode an image file (EXIF orientation applied, ICC profile kept); errors as `ImageError`."""
+    with warnings.catch_warnings():
+        # Pillow warns (two lines on stderr each) about damaged tags and EXIF blocks it skips; the image
+        # is then either decoded or refused with an ImageError, which is what a caller reports.
+        warnings.simplefilter("ignore")
+        return _decode_file(path, max_pixels)
+
+
+def _decode_file(path: str | os.PathLike[str], max_pixels: int | None) -> _Decoded:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -339,49 +435,46 @@ def _decode(path: str | os.PathLike[str], max_pixels: int | None) -> _Decoded:
     except OSError as e:
         raise ImageError(path, e.strerror or str(e)) from None
 
-    decode_errors = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
     with _own_pixel_limit():
-        try:
-            img = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise ImageError(path, "not an image, or a format Pillow cannot read") from None
-        except decode_errors as e:
-            raise ImageError(path, f"corrupt image header ({e})") from None
+        with _damaged(path, "corrupt image header"):
+            try:
+                img = Image.open(io.BytesIO(data))
+            except UnidentifiedImageError:
+                raise ImageError(path, "not an image, or a format Pillow cannot read") from None
         width, height = img.size
-        if max_pixels and width * height > max_pixels:
-            raise ImageError(
-                path,
-                f"{width}x{height} = {width * height / 1e6:.1f} MP is above the limit of "
-                f"{max_pixels / 1e6:g} MP (decompression-bomb guard; raise --max-pixels to allow it)",
-            )
-        frames = getattr(img, "n_frames", 1)
+        _check_size(path, width, height, max_pixels)
+        if width < 1 or height < 1:
+            raise ImageError(path, f"image has no pixels ({width}x{height})")
+        with _damaged(path, "corrupt image header"):
+            frames = getattr(img, "n_frames", 1)
         if frames > 1:
             raise ImageError(path, f"multi-frame image ({frames} frames) is not supported")
-        try:
+        with _damaged(path, "corrupt or truncated image"):
             img.load()
-        except decode_errors as e:
-            raise ImageError(path, f"corrupt or truncated image ({e})") from None
     fmt = img.format
     icc = img.info.get("icc_profile") or None
     try:
         orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except (*decode_errors, TypeError):
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception:
         orientation = 1  # unreadable EXIF: keep the stored orientation rather than refuse the image
 
     png = _png_header(data[:33]) if fmt == "PNG" else None
-    if png is not None and png[0] == 16 and png[1] in (2, 4, 6):
-        # Pillow reduces 16-bit colour (and grey+alpha) PNGs to 8 bits: decode those ourselves.
+    if png is not None and png[2] == 16 and png[3] in (2, 4, 6):
+        # Pillow reduces 16-bit colour (and grey+alpha) PNGs to 8 bits: decode those ourselves, from the
+        # first header (Pillow's size comes from the last one before the data).
+        _check_size(path, png[0], png[1], max_pixels)
         try:
-            arr = apply_orientation(decode_png16(data), orientation)
-        except (ValueError, struct.error, zlib.error) as e:
+            arr = apply_orientation(decode_png16(data, max_pixels=max_pixels), orientation)
+        except ValueError as e:
             raise ImageError(path, f"corrupt 16-bit PNG ({e})") from None
-        colours = 1 if png[1] == 4 else 3
-        return _Decoded(array=arr, colours=colours, alpha=png[1] != 2, icc=icc, format=fmt)
-    try:
+        colours = 1 if png[3] == 4 else 3
+        return _Decoded(array=arr, colours=colours, alpha=png[3] != 2, icc=icc, format=fmt)
+    with _damaged(path, "bad EXIF orientation data"):
         upright = ImageOps.exif_transpose(img)
-    except decode_errors as e:
-        raise ImageError(path, f"bad EXIF orientation data ({e})") from None
-    return _decode_pillow(path, upright, icc, fmt)
+    with _damaged(path, "corrupt image data"):
+        return _decode_pillow(path, upright, icc, fmt)
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
