@@ -63,7 +63,8 @@ def test_latest_falls_back_over_damage_but_not_over_another_format(tmp_path: Pat
     torch.save(_state(iteration=2), tmp_path / "pretrain_00000002.pt")
     (tmp_path / "pretrain_00000003.pt").write_bytes(b"cut short")
     found = load_latest(tmp_path)
-    assert found is not None and found[1].iteration == 2
+    assert found is not None and found.state.iteration == 2
+    assert [(p.name, "unreadable" in why) for p, why in found.unreadable] == [("pretrain_00000003.pt", True)]
     torch.save(_state(iteration=4, format=2), tmp_path / "pretrain_00000004.pt")
     assert [p.name for p in list_checkpoints(tmp_path)][-1] == "pretrain_00000004.pt"
     with pytest.raises(CheckpointFormatError, match="format 2"):

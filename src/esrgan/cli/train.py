@@ -42,47 +42,19 @@ def register(app: typer.Typer) -> None:
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
-        from esrgan.training import ConfigError, TrainingError, load_config, train
-        from esrgan.training.checkpoint import CheckpointError
+        from esrgan.training import ConfigError, TrainingError, load_run_config, train
 
-        extra = list(overrides or [])
-        if config is not None and "=" in config and not Path(config).exists():
-            extra.insert(0, config)  # `esrgan train --resume --run-dir R key=value`
-            config = None
-        if config is None:
-            if run_dir is None or not resume:
-                raise _fail("CONFIG is required (it may be omitted only with --resume --run-dir RUN)")
-            config_path = run_dir / "config.yaml"
-        else:
-            config_path = Path(config)
-        if run_dir is None:
-            run_dir = Path("runs") / config_path.stem
-        if stage not in ("pretrain", "gan", "both"):
-            raise _fail(f"--stage: must be pretrain, gan or both, got {stage!r}")
         try:
-            cfg = load_config(config_path, extra)
+            cfg, run_dir = load_run_config(config, overrides or [], run_dir=run_dir, resume=resume)
             result = train(
-                cfg,
-                run_dir=run_dir,
-                stage=stage,
-                generator=generator,
-                resume=resume,
-                stop_after=stop_after,
+                cfg, run_dir=run_dir, stage=stage, generator=generator, resume=resume, stop_after=stop_after,
                 progress=progress,
-            )
-        except (ConfigError, TrainingError, CheckpointError) as exc:
+            )  # fmt: skip
+        except (ConfigError, TrainingError) as exc:  # CheckpointError is a TrainingError
             raise _fail(str(exc)) from None
         except KeyboardInterrupt:
             raise _fail("interrupted", 130) from None
-        if not result.completed:
-            typer.echo(
-                f"stopped at {result.stage} iteration {result.iteration}; continue with "
-                f"`esrgan train --run-dir {run_dir} --resume`"
-            )
-            return
-        typer.echo(f"finished: {run_dir}")
-        for name, path in sorted(result.weights.items()):
-            typer.echo(f"  {name}: {path}")
+        typer.echo(result.summary())
 
     @app.command("plot", help="Render a run's training and validation curves (metrics.jsonl) to PNG.")
     def plot_cmd(

@@ -3,8 +3,10 @@
 A training state lives in ``RUN/checkpoints/{stage}_{iteration:08d}.pt``: ``torch.save`` of a dict of
 plain tensors, dicts, lists and numbers (so ``weights_only`` loading works) whose keys are ``format``
 plus the fields of ``TrainingState``. Release weights are written separately (``release.py``). A write
-goes to a temporary file that is renamed over the target only when complete, and older files are
-pruned only after that, so killing the process at any moment leaves the previous good checkpoint.
+goes to a temporary file that is fsynced and renamed over the target only when complete, and older
+files are pruned only after that, so killing the process at any moment (or a full disk) leaves the
+previous good checkpoint. A newest file that cannot be read (cut short by a crash of the machine, or
+damaged later) is passed over for the one before it; the loop sets it aside with a warning.
 
 Format 1 is the only one so far. Files written before the EMA warm-up lack ``ema_updates``; their EMA
 saw every step, so the iteration stands in. A file of another format is refused with a one-line error.
@@ -13,9 +15,10 @@ saw every step, so the iteration stands in. A file of another format is refused 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,7 +27,7 @@ import torch
 
 from esrgan.training.config import Config
 from esrgan.training.ema import ModelEMA
-from esrgan.training.errors import TrainingError
+from esrgan.training.errors import TrainingError, io_reason
 from esrgan.training.validation import Best
 from esrgan.utils import atomic_write
 
@@ -36,8 +39,8 @@ _NAME = re.compile(r"^(pretrain|gan)_(\d{8})\.pt$")
 _STAGE_ORDER = {"pretrain": 0, "gan": 1}
 
 
-class CheckpointError(RuntimeError):
-    """A training-state file is unusable (message names the file)."""
+class CheckpointError(TrainingError):
+    """A training-state file cannot be read or written (the message names the file)."""
 
 
 class CheckpointFormatError(CheckpointError):
@@ -190,20 +193,30 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     """Checkpoints in training order (pretrain before gan, then by iteration)."""
     if not ckpt_dir.is_dir():
         return []
-    found = []
-    for p in ckpt_dir.iterdir():
-        m = _NAME.match(p.name)
-        if m:
-            found.append(((_STAGE_ORDER[m.group(1)], int(m.group(2))), p))
-    return [p for _, p in sorted(found)]
+    return sorted((p for p in ckpt_dir.iterdir() if _NAME.match(p.name)), key=_order)
+
+
+def _order(path: Path) -> tuple[int, int]:
+    m = _NAME.match(path.name)
+    assert m is not None, path
+    return _STAGE_ORDER[m.group(1)], int(m.group(2))
 
 
 def save_checkpoint(state: TrainingState, ckpt_dir: Path, *, keep_last: int) -> Path:
-    """Write ``state`` atomically, then prune all but the newest ``keep_last`` files."""
+    """Write ``state`` atomically, then prune older files so that ``keep_last`` remain.
+
+    A failed write (a full disk) leaves no partial file and prunes nothing. Files that sort after the
+    new one (unreadable ones the resume passed over) are never what pruning removes.
+    """
     path = ckpt_dir / checkpoint_name(state.stage, state.iteration)
-    with atomic_write(path) as tmp:
-        torch.save(state.to_dict(), tmp)
-    for old in list_checkpoints(ckpt_dir)[:-keep_last]:
+    try:
+        # Through a Python file so that a failed write carries its OS error (ENOSPC) as the cause.
+        with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(state.to_dict(), fh)
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot write the training state ({io_reason(exc)})") from exc
+    older = [p for p in list_checkpoints(ckpt_dir) if _order(p) < _order(path)]
+    for old in older[: max(0, len(older) - (keep_last - 1))]:
         old.unlink(missing_ok=True)
     return path
 
@@ -216,20 +229,37 @@ def load_checkpoint(path: Path) -> TrainingState:
     return TrainingState.from_dict(raw, path=path)
 
 
-def load_latest(ckpt_dir: Path) -> tuple[Path, TrainingState] | None:
-    """Newest readable checkpoint; an unreadable newest file (e.g. foreign damage) falls back to older.
+@dataclass(frozen=True, kw_only=True)
+class Latest:
+    """The checkpoint a resume continues, and the newer files it had to pass over."""
+
+    path: Path
+    state: TrainingState
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    """Newer checkpoint files that could not be read, each with its one-line error, newest first."""
+
+
+def load_latest(ckpt_dir: Path) -> Latest | None:
+    """Newest readable checkpoint; an unreadable newer file (cut short, damaged) is passed over.
 
     A file of another format is not damage: it stops the search, so a newer esrgan's run is never
     silently continued from an older file.
     """
-    errors = []
+    unreadable: list[tuple[Path, str]] = []
     for path in reversed(list_checkpoints(ckpt_dir)):
         try:
-            return path, load_checkpoint(path)
+            return Latest(path=path, state=load_checkpoint(path), unreadable=unreadable)
         except CheckpointFormatError:
             raise
         except CheckpointError as exc:
-            errors.append(str(exc))
-    if errors:
-        raise CheckpointError(f"no readable checkpoint in {ckpt_dir}: {errors[0]}")
+            unreadable.append((path, str(exc)))
+    if unreadable:
+        raise CheckpointError(f"no readable checkpoint in {ckpt_dir}: {unreadable[0][1]}")
     return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unreadable checkpoint to ``NAME.unreadable``: kept for inspection, no longer listed."""
+    target = path.with_name(path.name + ".unreadable")
+    os.replace(path, target)
+    return target

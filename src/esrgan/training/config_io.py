@@ -161,6 +161,28 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
         raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
 
 
+def load_run_config(
+    config: str | None, overrides: list[str], *, run_dir: Path | None, resume: bool | None
+) -> tuple[Config, Path]:
+    """The config and run folder of an ``esrgan train`` command line.
+
+    ``config`` may be left out when resuming (``--resume --run-dir RUN``): the run's ``config.yaml`` is
+    used, and a first argument that is an override (``key=value``, no such file) joins ``overrides``.
+    The run folder defaults to ``runs/<config file name>``.
+    """
+    extra = list(overrides)
+    if config is not None and "=" in config and not Path(config).exists():
+        extra.insert(0, config)
+        config = None
+    if config is None:
+        if run_dir is None or not resume:
+            raise ConfigError("CONFIG is required (it may be omitted only with --resume --run-dir RUN)")
+        path = run_dir / "config.yaml"
+    else:
+        path = Path(config)
+    return load_config(path, extra), run_dir if run_dir is not None else Path("runs") / path.stem
+
+
 def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
     """Write the resolved config (YAML), atomically."""
     with atomic_write(path) as tmp:

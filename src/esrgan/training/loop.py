@@ -20,6 +20,7 @@ each rank's share of the batch, so there only the pretrain stage matches single-
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections.abc import Callable
@@ -37,10 +38,11 @@ from esrgan.training.checkpoint import (
     load_latest,
     restore_rng_state,
     save_checkpoint,
+    set_aside,
 )
 from esrgan.training.config import STAGES, Config, StageName
 from esrgan.training.config_io import save_config
-from esrgan.training.errors import TrainingError
+from esrgan.training.errors import TrainingError, io_reason
 from esrgan.training.logging import ProgressLog, RunLogger
 from esrgan.training.release import ReleaseWriter, release_stage
 from esrgan.training.runtime import Runtime, start_runtime
@@ -56,6 +58,7 @@ from esrgan.training.stage import (
 )
 from esrgan.training.steps import train_step
 from esrgan.training.validation import Validator, new_best
+from esrgan.utils.files import remove_stale_temp_files
 
 
 @dataclass(kw_only=True)
@@ -69,6 +72,17 @@ class TrainResult:
     iteration: int
     weights: dict[str, Path] = field(default_factory=dict)
     """Release weights written by this call, by name."""
+
+    def summary(self) -> str:
+        """What a user reads at the end: where the weights are, or how to continue."""
+        if not self.completed:
+            return (
+                f"stopped at {self.stage} iteration {self.iteration}; continue with "
+                f"`esrgan train --run-dir {self.run_dir} --resume`"
+            )
+        return "\n".join(
+            [f"finished: {self.run_dir}"] + [f"  {n}: {p}" for n, p in sorted(self.weights.items())]
+        )
 
 
 def train(
@@ -98,46 +112,65 @@ def train(
     stages = [s for s in STAGES if stage in ("both", s)]
     run_dir = Path(run_dir)
     progress = config.logging.progress if progress is None else progress
-    rt = start_runtime(config)
-    say = _console(console, enabled=rt.dist.is_main)
-    logger: RunLogger | None = None
-    try:
-        start, finished_pretrain = _resume_point(
-            run_dir, stages, resume=resume, auto_resume=config.checkpoint.auto_resume, say=say
-        )
-        if rt.dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_dir / "config.yaml")
+    # The handlers go in first: a SIGTERM during set-up stops at the first iteration, with a checkpoint.
+    with _StopRequest() as stop:
+        rt = start_runtime(config)
+        say = _console(console, enabled=rt.dist.is_main)
         try:
-            logger = RunLogger(run_dir=run_dir, config=config, enabled=rt.dist.is_main)
-        except (ImportError, RuntimeError, OSError) as exc:
-            raise TrainingError(f"logging: {exc}") from exc
-        if finished_pretrain is not None:
-            logger.pretrain_iters = finished_pretrain  # GAN steps follow stage 1 on one log axis
-        losses = build_losses(config, rt, progress=progress)
-        releases = ReleaseWriter(weights_dir=run_dir / "weights", enabled=rt.dist.is_main)
-        result = TrainResult(run_dir=run_dir, completed=True, stage=stages[-1], iteration=0)
-        with _StopRequest() as stop:
-            run = _Run(
-                cfg=config, rt=rt, ckpt_dir=run_dir / "checkpoints", logger=logger, say=say, losses=losses,
-                releases=releases, stop=stop, stop_after=stop_after, generator=generator, progress=progress,
+            start, finished_pretrain = _resume_point(
+                run_dir, stages, resume=resume, auto_resume=config.checkpoint.auto_resume, say=say,
+                is_main=rt.dist.is_main,
             )  # fmt: skip
-            for name in stages:
-                if start is not None and STAGES.index(name) < STAGES.index(start.stage):
-                    continue  # finished before the checkpoint
-                state = start if start is not None and start.stage == name else None
-                start = None
-                done, result.iteration = _run_stage(run, name, state)
-                result.stage = name
-                if not done:
-                    result.completed = False
-                    break
-        result.weights = dict(releases.written)
-        return result
-    finally:
-        if logger is not None:
-            logger.close()
-        ddp.cleanup_distributed(rt.dist)
+            if rt.dist.is_main:
+                _prepare_run_dir(run_dir, config, say=say)
+            try:
+                logger = RunLogger(run_dir=run_dir, config=config, enabled=rt.dist.is_main)
+            except (ImportError, RuntimeError, OSError) as exc:
+                raise TrainingError(f"logging: {exc}") from exc
+            try:
+                if finished_pretrain is not None:
+                    logger.pretrain_iters = finished_pretrain  # GAN steps follow stage 1 on one log axis
+                run = _Run(
+                    cfg=config, rt=rt, ckpt_dir=run_dir / "checkpoints", logger=logger, say=say,
+                    losses=build_losses(config, rt, progress=progress), stop=stop, stop_after=stop_after,
+                    releases=ReleaseWriter(weights_dir=run_dir / "weights", enabled=rt.dist.is_main),
+                    generator=generator, progress=progress,
+                )  # fmt: skip
+                return _run_stages(run, stages, start)
+            finally:
+                logger.close()
+        except OSError as exc:  # a full disk or a permission on any file of the run: one line, no trace
+            raise TrainingError(f"{exc.filename or run_dir}: {io_reason(exc)}") from exc
+        finally:
+            ddp.cleanup_distributed(rt.dist)
+
+
+def _run_stages(run: _Run, stages: list[StageName], start: TrainingState | None) -> TrainResult:
+    """Run ``stages`` in order, the one of ``start`` from it (earlier ones finished before it)."""
+    result = TrainResult(run_dir=run.ckpt_dir.parent, completed=True, stage=stages[-1], iteration=0)
+    for name in stages:
+        if start is not None and STAGES.index(name) < STAGES.index(start.stage):
+            continue
+        state = start if start is not None and start.stage == name else None
+        start = None
+        done, result.iteration = _run_stage(run, name, state)
+        result.stage = name
+        if not done:
+            result.completed = False
+            break
+    result.weights = dict(run.releases.written)
+    return result
+
+
+def _prepare_run_dir(run_dir: Path, config: Config, *, say: Callable[[str], None]) -> None:
+    """Rank 0: the run folder with its resolved config, cleared of what killed writes left behind."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stale = [
+        p for d in (run_dir, run_dir / "checkpoints", run_dir / "weights") for p in remove_stale_temp_files(d)
+    ]
+    if stale:
+        say(f"note: removed {len(stale)} unfinished file(s) of an interrupted write ({stale[0].name}, ...)")
+    save_config(config, run_dir / "config.yaml")
 
 
 @dataclass(kw_only=True)
@@ -298,19 +331,30 @@ def _resume_point(
     resume: bool | None,
     auto_resume: bool,
     say: Callable[[str], None],
+    is_main: bool,
 ) -> tuple[TrainingState | None, int | None]:
-    """(checkpoint to continue or None, length of a finished stage 1 that ``--stage gan`` follows)."""
+    """(checkpoint to continue or None, length of a finished stage 1 that ``--stage gan`` follows).
+
+    Newer checkpoints that cannot be read are set aside (rank 0), so that pruning never keeps them
+    in place of good ones.
+    """
     ckpt_dir = run_dir / "checkpoints"
     found = load_latest(ckpt_dir)
     if found is None:
         if resume:
             raise TrainingError(f"{run_dir}: nothing to resume (no checkpoints in {ckpt_dir})")
         return None, None
-    path, state = found
+    path, state = found.path, found.state
     if resume is False or (resume is None and not auto_resume):
         raise TrainingError(
             f"{run_dir}: run folder already has checkpoints; pass --resume or choose another --run-dir"
         )
+    for bad, error in found.unreadable:
+        moved = ""
+        if is_main:
+            with contextlib.suppress(OSError):
+                moved = f"; moved to {set_aside(bad).name}"
+        say(f"warning: {error}{moved}; continuing from the one before it, {path.name}")
     if state.stage not in stages:
         if state.stage == "gan":
             raise TrainingError(f"{path}: run is already in the GAN stage; use --stage both or gan")

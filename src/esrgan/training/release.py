@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safetensors import SafetensorError
+
 from esrgan.models import RRDBNet
 from esrgan.training.config import InterpolationConfig
-from esrgan.training.errors import TrainingError
+from esrgan.training.errors import TrainingError, io_reason
 from esrgan.weights import interpolate_state_dicts, load_generator, save_generator
 
 if TYPE_CHECKING:
@@ -33,7 +35,10 @@ class ReleaseWriter:
             return
         path = self.weights_dir / f"{name}.safetensors"
         meta = {"source": "esrgan train", "stage": stage, "iteration": str(iteration), **(extra or {})}
-        save_generator(model, path, metadata=meta)
+        try:
+            save_generator(model, path, metadata=meta)
+        except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk, a folder made read-only
+            raise TrainingError(f"{path}: cannot write release weights ({io_reason(exc)})") from exc
         self.written[name] = path
 
 

@@ -1,12 +1,22 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash leaves no partial output."""
+"""Atomic file writes: a reader never sees a half-written file, a crash leaves no partial output.
+
+A write goes to ``.{name}.tmp-XXXXXXXX{suffix}`` beside the target, is fsynced, renamed over the target,
+and the folder is fsynced so that the rename survives a power loss too. A process killed mid-write
+(SIGKILL, OOM killer) can leave such a temporary file; ``remove_stale_temp_files`` clears them when the
+folder's only writer starts again.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# mkstemp's random part: 8 characters of [a-z0-9_].
+_TEMP_NAME = re.compile(r"^\..+\.tmp-[a-z0-9_]{8}")
 
 
 @contextlib.contextmanager
@@ -28,15 +38,45 @@ def atomic_write(path: str | os.PathLike[str], *, suffix: str | None = None) -> 
     # mkstemp creates 0600; give the result the mode a plain open() would have (umask applied).
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        # After the writer: some (safetensors) replace the file they are given, with their own mode.
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_folder(target.parent)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that interrupted ``atomic_write`` calls left in ``folder``.
+
+    Only for a folder whose single writer is starting (a run folder when its training starts): a
+    temporary file of a write in progress elsewhere would be deleted too. Returns the files removed.
+    """
+    removed = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        for entry in entries:
+            if _TEMP_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on a folder (EINVAL)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def user_cache_dir() -> Path:
