@@ -12,13 +12,18 @@ from esrgan.inference import Upscaler
 from esrgan.inference.tiling import (
     DEFAULT_TILE_OVERLAP,
     CostModel,
-    auto_tile_size,
+    TilePlan,
     available_cpu_memory,
     axis_tiles,
     axis_weights,
+    balanced_axis_tiles,
     count_tiles,
     default_tile_overlap,
     pad_to_multiple,
+    parse_memory,
+    plan_tiles,
+    process_rss,
+    tile_pixels_for_budget,
     tiled_apply,
 )
 from esrgan.models import RRDBNet
@@ -53,20 +58,31 @@ def _image(h: int, w: int, seed: int = 1) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------- layout
 
 
-@pytest.mark.parametrize("length", [1, 7, 31, 32, 33, 64, 100, 257])
+@pytest.mark.parametrize("length", [1, 7, 31, 32, 33, 64, 100, 257, 1024])
 @pytest.mark.parametrize(("tile", "overlap", "multiple"), [(32, 8, 1), (32, 0, 1), (24, 16, 1), (32, 8, 4)])
-def test_axis_tiles_cover_with_overlap(length, tile, overlap, multiple):
+def test_axis_tiles_fewest_equal_tiles_overlapping_by_the_overlap_only(length, tile, overlap, multiple):
     length += (-length) % multiple
     tiles = axis_tiles(length, tile, overlap, multiple)
     if length <= tile:
         assert tiles == [(0, length)]
         return
     assert tiles[0][0] == 0 and tiles[-1][0] + tiles[-1][1] == length
-    for (s0, n0), (s1, n1) in itertools.pairwise(tiles):
-        assert n0 == n1 == tile
-        assert s0 % multiple == 0 and s1 % multiple == 0
-        assert s0 + n0 - s1 >= overlap  # neighbours overlap by at least the requested amount
-        assert s1 > s0
+    sizes = {size for _, size in tiles}
+    assert len(sizes) == 1 and sizes.pop() <= tile  # equal tiles, never over the requested size
+    for (s0, n0), (s1, _) in itertools.pairwise(tiles):
+        assert s0 % multiple == 0 and s1 % multiple == 0 and s1 > s0
+        # Neighbours share the requested overlap, plus only what rounding to equal aligned tiles adds.
+        assert overlap <= s0 + n0 - s1 <= overlap + 2 * multiple
+    # One tile fewer cannot cover the axis within the tile size.
+    assert balanced_axis_tiles(length, len(tiles) - 1, overlap, multiple)[0][1] > tile
+
+
+def test_1024_axis_is_two_tiles_not_two_oversized_ones():
+    # The old planner kept 774 px tiles (2.3x the work of one pass over 1024 x 1024); two equal tiles
+    # overlapping by 48 px are all that 774 px of budget needs.
+    assert axis_tiles(1024, 774, 48) == [(0, 536), (488, 536)]
+    plan = TilePlan.square(1024, 1024, tile=774, overlap=48)
+    assert plan.count == 4 and plan.compute_ratio == pytest.approx((1072 / 1024) ** 2)
 
 
 def test_axis_tiles_rejects_overlap_not_below_tile():
@@ -211,7 +227,7 @@ def test_model_only_sees_tiles():
 def test_cost_model_scales_with_width_and_scale():
     base = CostModel(num_feat=64, num_grow_ch=32, scale=4)
     fp32 = base.activation_bytes_per_pixel(dtype=torch.float32)
-    assert fp32 == pytest.approx(18 * 64 * 16)
+    assert fp32 == pytest.approx(12 * 64 * 16)
     half = CostModel(num_feat=32, num_grow_ch=32, scale=4)
     assert half.activation_bytes_per_pixel(dtype=torch.float32) == pytest.approx(fp32 / 2)
     # CPU autocast keeps fp32 and bf16 copies; a GPU holding half weights needs half of its fp32.
@@ -226,39 +242,121 @@ def test_cost_model_scales_with_width_and_scale():
     assert CostModel.for_model(_tiny()) == CostModel(num_feat=8, num_grow_ch=4, scale=4)
 
 
-def test_auto_tile_from_memory():
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_memory_estimate_grows_with_tile_image_and_batch(runtime, device_type):
     cost = CostModel(num_feat=64, num_grow_ch=32, scale=4)
-    kw = {"device": torch.device("cpu"), "dtype": torch.float32}
-    # Plenty of memory for a small image: no tiling.
-    assert auto_tile_size(cost, image_hw=(200, 300), available=64 * 2**30, **kw) == 0
-    # 1 GiB free, big image: accumulators (4 x 17 x 4 bytes/px) come off first, the rest sets the tile.
-    hw = (2000, 3000)
-    tile = auto_tile_size(cost, image_hw=hw, available=2**30, multiple=4, **kw)
-    budget = 2**30 * 0.5 - 4 * 4 * 17 * 6_000_000
-    assert budget < 0 and tile == 32  # not even the accumulators fit: smallest tile
-    tile = auto_tile_size(cost, image_hw=hw, available=8 * 2**30, multiple=4, **kw)
-    budget = 8 * 2**30 * 0.5 - 4 * 4 * 17 * 6_000_000
-    expected = int((budget / (18 * 64 * 16)) ** 0.5)
-    assert tile == expected - expected % 4 and tile % 4 == 0
-    more = auto_tile_size(cost, image_hw=hw, available=16 * 2**30, multiple=4, **kw)
-    assert more > tile
+    kw = {"dtype": torch.float32, "device_type": device_type, "runtime": runtime}
+    sizes = [(0, 0), (16, 16), (32, 16), (32, 32), (100, 37), (256, 256), (1024, 1024)]
+    for image in sizes[1:]:
+        by_tile = [cost.peak_bytes(image, tile, **kw) for tile in sizes]
+        assert by_tile == sorted(by_tile) and by_tile[-1] > by_tile[0]
+    for tile in sizes[1:]:
+        by_image = [cost.peak_bytes(image, tile, **kw) for image in sizes]
+        assert by_image == sorted(by_image)
+        assert cost.peak_bytes((64, 64), tile, batch=2, **kw) > cost.peak_bytes((64, 64), tile, **kw)
+    # The tile the budget allows only grows with the budget, and its estimate fits the budget.
+    image = (1024, 1024)
+    budgets = [2**28, 2**29, 2**30, 2**31, 2**33]
+    pixels = [tile_pixels_for_budget(cost, budget=b, image_hw=image, **kw) for b in budgets]
+    assert pixels == sorted(pixels) and pixels[-1] > pixels[0]
+    for budget, px in zip(budgets, pixels, strict=True):
+        side = int(px**0.5)
+        assert px == 0 or cost.peak_bytes(image, (side, side), **kw) <= budget
 
 
-def test_auto_tile_respects_int32_indexing_limit():
-    cost = CostModel(num_feat=64, num_grow_ch=32, scale=4)
-    tile = auto_tile_size(
-        cost,
-        image_hw=(10_000, 10_000),
-        device=torch.device("cuda"),
-        dtype=torch.float16,
-        available=10**15,
-    )
-    assert 0 < tile <= cost.max_tile_for_elements()
-    assert tile * tile * 64 * 16 < 2**31
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2GiB", 2 * 2**30),
+        ("2 GiB", 2 * 2**30),
+        ("2gib", 2 * 2**30),
+        ("1.5GB", 1_500_000_000),
+        ("512MiB", 512 * 2**20),
+        ("300MB", 300_000_000),
+        ("64KiB", 65536),
+        ("64kb", 64_000),
+        ("4096B", 4096),
+        ("4096", 4096),
+        (".5GiB", 2**29),
+    ],
+)
+def test_parse_memory_units(text, expected):
+    assert parse_memory(text) == expected
 
 
-def test_available_cpu_memory_is_positive():
+@pytest.mark.parametrize("text", ["", "GiB", "2 GiBs", "2XB", "-1GiB", "0", "0MiB", "two GB", "1e9"])
+def test_parse_memory_rejects_nonsense(text):
+    with pytest.raises(ValueError, match="memory size"):
+        parse_memory(text)
+
+
+# ---------------------------------------------------------------------------------------- planning
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "max_pixels", "overlap", "multiple"),
+    [
+        (1024, 1024, 75_000, 48, 1),
+        (1024, 1024, 140_000, 48, 1),
+        (1024, 1024, 300_000, 48, 1),
+        (1000, 3000, 300_000, 48, 4),
+        (3000, 500, 90_000, 32, 2),
+        (257, 129, 4_000, 8, 1),
+        (97, 2000, 10_000, 16, 1),
+    ],
+)
+def test_plan_has_fewest_tiles_per_axis_equal_tiles_and_overlap_only(h, w, max_pixels, overlap, multiple):
+    plan = plan_tiles(h, w, max_pixels=max_pixels, overlap=overlap, multiple=multiple, min_side=16)
+    th, tw = plan.tile_hw
+    assert th * tw <= max_pixels
+    assert {s for _, s in plan.rows} == {th} and {s for _, s in plan.cols} == {tw}
+    for axis, length in ((plan.rows, h), (plan.cols, w)):
+        assert axis[0][0] == 0 and axis[-1][0] + axis[-1][1] == length
+        for (s0, n0), (s1, _) in itertools.pairwise(axis):
+            assert overlap <= s0 + n0 - s1 <= overlap + 2 * multiple
+    # Fewer tiles along either axis (with the other kept) no longer fits the budget.
+    n_rows, n_cols = len(plan.rows), len(plan.cols)
+    if n_rows > 1:
+        assert balanced_axis_tiles(h, n_rows - 1, overlap, multiple)[0][1] * tw > max_pixels
+    if n_cols > 1:
+        assert th * balanced_axis_tiles(w, n_cols - 1, overlap, multiple)[0][1] > max_pixels
+    # No other split of the image computes fewer pixels.
+    for r in range(1, 2 * n_rows + 3):
+        for c in range(1, 2 * n_cols + 3):
+            rh = balanced_axis_tiles(h, r, overlap, multiple)[0][1]
+            cw = balanced_axis_tiles(w, c, overlap, multiple)[0][1]
+            if rh * cw <= max_pixels:
+                assert r * rh * c * cw >= plan.computed_pixels
+
+
+def test_1024_input_with_room_for_two_tiles_per_axis_costs_under_1_2x():
+    plan = plan_tiles(1024, 1024, max_pixels=300_000, overlap=DEFAULT_TILE_OVERLAP)
+    assert plan.count == 4 and plan.tile_hw == (536, 536)
+    assert plan.compute_ratio < 1.1
+    assert plan_tiles(1024, 1024, max_pixels=1024 * 1024, overlap=48).count == 1
+
+
+def test_plan_falls_back_to_the_smallest_tile_when_nothing_fits():
+    plan = plan_tiles(500, 400, max_pixels=0, overlap=16, min_side=40)
+    assert max(plan.tile_hw) <= 40 and plan.count >= (500 // 40) * (400 // 40)
+
+
+def test_tiled_apply_with_an_oblong_plan_matches_untiled_tiny_rrdbnet():
+    model = _tiny(seed=2)
+    x = _image(50, 90)
+    untiled = Upscaler(model, device="cpu", precision="fp32", tile=0).upscale(x)
+    plan = plan_tiles(50, 90, max_pixels=50 * 40, overlap=16, min_side=8)
+    assert plan.tile_hw[0] != plan.tile_hw[1] and plan.count > 1
+    with torch.no_grad():
+        tiled = tiled_apply(lambda t: model(t).clamp(0, 1), x, scale=4, out_channels=3, plan=plan)
+    assert _psnr(tiled, untiled) > 70
+    assert (tiled - untiled).abs().max() < 2 / 255
+
+
+def test_available_cpu_memory_and_rss_are_positive():
     assert available_cpu_memory() > 0
+    assert process_rss() > 0
 
 
 def test_upscaler_auto_tile_on_cpu():
@@ -266,3 +364,32 @@ def test_upscaler_auto_tile_on_cpu():
     assert up.tile_for(64, 64) == 0  # a tiny net on a small image fits in one go
     out = up.upscale(torch.rand(1, 3, 10, 12))
     assert out.shape == (1, 3, 40, 48)
+
+
+def test_upscaler_max_memory_plans_tiles_within_the_budget():
+    model = _tiny(num_feat=16)
+    x = _image(60, 70)
+    untiled = Upscaler(model, device="cpu", precision="fp32", tile=0).upscale(x)
+    baseline = process_rss()
+    cost = CostModel.for_model(model)
+    limit = baseline + cost.peak_bytes((60, 70), (40, 40)) + 2**20
+    up = Upscaler(model, device="cpu", precision="fp32", tile="auto", tile_overlap=16, max_memory=limit)
+    plan = up.plan_for(60, 70)
+    assert plan.count > 1 and plan.tile_hw[0] * plan.tile_hw[1] <= up.max_tile_pixels(60, 70)
+    assert up._baseline is not None
+    assert up._baseline + cost.peak_bytes((60, 70), plan.tile_hw) <= limit
+    tiled = up.upscale(x)
+    assert _psnr(tiled, untiled) > 70
+    # More memory: never more tiles.
+    roomy = Upscaler(
+        model, device="cpu", precision="fp32", tile="auto", tile_overlap=16, max_memory=2 * limit
+    )
+    assert roomy.num_tiles(60, 70) <= plan.count
+
+
+def test_upscaler_max_memory_below_what_is_held_is_a_clear_error():
+    up = Upscaler(_tiny(), device="cpu", precision="fp32", tile="auto", max_memory=2**20)
+    with pytest.raises(ValueError, match=r"needs at least .* memory limit of 1\.0 MiB"):
+        up.upscale(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="max_memory"):
+        Upscaler(_tiny(), max_memory=0)

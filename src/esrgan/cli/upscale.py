@@ -27,7 +27,7 @@ from esrgan.inference.batch import (
     plan_jobs,
     upscale_jobs,
 )
-from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn
+from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn, parse_memory
 from esrgan.weights.zoo import DEFAULT_MODEL
 
 Inputs = Annotated[
@@ -64,6 +64,13 @@ TileOverlap = Annotated[
         f"Default {DEFAULT_TILE_OVERLAP}, or half the tile for tiles under {2 * DEFAULT_TILE_OVERLAP}.",
     ),
 ]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        help="Memory budget for --tile auto, e.g. 2GiB or 1500MB (B, KB/KiB, MB/MiB, GB/GiB): the "
+        "process's peak RAM on the CPU, torch's on a GPU. Default: half of what is free.",
+    ),
+]
 Precision = Annotated[
     str, typer.Option(help="auto (bf16 on CPUs with native bf16, fp16 on CUDA), fp32, bf16 or fp16.")
 ]
@@ -85,6 +92,7 @@ def upscale(
     recursive: Recursive = False,
     tile: Tile = "auto",
     tile_overlap: TileOverlap = None,
+    max_memory: MaxMemory = None,
     precision: Precision = "auto",
     device: Device = "auto",
     overwrite: Overwrite = False,
@@ -99,6 +107,7 @@ def upscale(
     Exit status: 0 all done, 1 some inputs failed, 2 bad options or model.
     """
     tile_value = parse_tile(tile)
+    memory_value = _parse_max_memory(max_memory)
     try:
         ext = check_ext(ext)
     except ValueError as exc:
@@ -117,6 +126,7 @@ def upscale(
             precision=precision,
             tile=tile_value,
             tile_overlap=tile_overlap,
+            max_memory=memory_value,
             progress=not quiet,
         )
     except SetupError as exc:
@@ -130,6 +140,15 @@ def upscale(
     _report_results(results, totals, upscaler, count=len(jobs), quiet=quiet)
     if totals.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _parse_max_memory(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_memory(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
 def _report_plan(plan: Plan, *, overwrite: bool) -> BatchTotals:

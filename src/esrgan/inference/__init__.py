@@ -18,7 +18,7 @@ from esrgan.inference.image_io import (
     write_image,
 )
 from esrgan.inference.precision import DeviceError, resolve_device, resolve_precision
-from esrgan.inference.tiling import CostModel, auto_tile_size, tiled_apply
+from esrgan.inference.tiling import CostModel, TilePlan, parse_memory, plan_tiles, tiled_apply
 from esrgan.inference.upscaler import Upscaler, upscale_image
 
 __all__ = [
@@ -28,9 +28,11 @@ __all__ = [
     "DeviceError",
     "ImageData",
     "ImageError",
+    "TilePlan",
     "Upscaler",
-    "auto_tile_size",
     "format_for_path",
+    "parse_memory",
+    "plan_tiles",
     "read_image",
     "read_rgb",
     "resolve_device",

@@ -212,6 +212,7 @@ def load_upscaler(
     precision: str = "auto",
     tile: int | str = "auto",
     tile_overlap: int | None = None,
+    max_memory: int | None = None,
     progress: bool = True,
 ) -> tuple[Upscaler, list[str]]:
     """The `Upscaler` for `model` (None: the zoo's default model), and the warnings raised while preparing
@@ -230,7 +231,12 @@ def load_upscaler(
         warnings.simplefilter("always")
         try:
             upscaler = Upscaler(
-                generator, device=device, precision=precision, tile=tile, tile_overlap=overlap
+                generator,
+                device=device,
+                precision=precision,
+                tile=tile,
+                tile_overlap=overlap,
+                max_memory=max_memory,
             )
         except (DeviceError, ValueError) as exc:
             raise SetupError(str(exc)) from None

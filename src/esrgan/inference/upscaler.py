@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,12 +21,20 @@ from esrgan.inference.precision import (
     resolve_precision,
     uses_channels_last,
 )
+from esrgan.inference.runtime import OnnxRuntimeRunner, resolve_runtime
 from esrgan.inference.tiling import (
+    DEFAULT_MEMORY_FRACTION,
     DEFAULT_TILE_OVERLAP,
+    MAX_AUTO_TILE,
+    MIN_AUTO_TILE,
     CostModel,
     ProgressFn,
-    auto_tile_size,
-    count_tiles,
+    TilePlan,
+    available_device_memory,
+    format_memory,
+    plan_tiles,
+    process_rss,
+    tile_pixels_for_budget,
     tiled_apply,
 )
 
@@ -33,16 +42,25 @@ from esrgan.inference.tiling import (
 class Upscaler:
     """Tiled, precision-aware inference around an upscaling model (e.g. `RRDBNet`).
 
-    `tile` is the side of the square input patches the model sees (input pixels): `"auto"` derives it
-    from free memory (see `esrgan.inference.tiling.CostModel`), `0` disables tiling. Neighbouring
-    tiles overlap by at least `tile_overlap` input pixels and are cross-faded in the middle of the
-    overlap, so every output pixel is computed with about `tile_overlap / 2` pixels of real context
-    around it. The 23-block x4 models need ~24 pixels of context for tiled output to stay within
-    0.05 dB (PSNR to HR) of untiled output, hence the default of 48; less is faster but shows more.
-    Their receptive field is far larger, though, and on wide smooth areas the response reaches
-    further (Set5 "baby", 128 px: -0.07 dB with 96 px tiles, -0.57 dB with 64 px): prefer the largest
-    tile that fits, which is what `"auto"` picks. The model is moved to `device` and prepared for
-    `precision` in place.
+    `tile` bounds the side of the input patches the model sees (input pixels): `"auto"` plans tiles
+    from a memory budget (`max_memory` bytes, else half of what is free; see `plan_for`), `0`
+    disables tiling. Either way each axis is cut into the fewest equal tiles, so only the overlap is
+    computed twice. Neighbouring tiles overlap by at least `tile_overlap` input pixels and are
+    cross-faded in the middle of the overlap, so every output pixel is computed with about
+    `tile_overlap / 2` pixels of real context around it. The 23-block x4 models need ~24 pixels of
+    context for tiled output to stay within 0.05 dB (PSNR to HR) of untiled output, hence the default
+    of 48; less is faster but shows more. Their receptive field is far larger, though, and on wide
+    smooth areas the response reaches further (Set5 "baby", 128 px: -0.07 dB with 96 px tiles,
+    -0.57 dB with 64 px): prefer the largest tile that fits, which is what `"auto"` picks.
+
+    `max_memory` bounds the process's peak resident memory on the CPU (model, runtime, image buffers
+    and a tile's activations) and torch's peak allocation on a GPU. The model is moved to `device` and
+    prepared for `precision` in place.
+
+    `runtime` is what runs the tiles (`esrgan.inference.runtime`): `torch`, `onnxruntime` (CPU fp32,
+    same output, faster) or `auto` (ONNX Runtime where it applies). ONNX Runtime needs the model
+    exported once; that happens at the first `prepare` or `upscale` (not here: constructors do no I/O)
+    and the file is cached in `cache_dir` (default: the user cache, see `export.cached_onnx`).
     """
 
     def __init__(
@@ -53,6 +71,9 @@ class Upscaler:
         precision: str = "auto",
         tile: int | str = "auto",
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        max_memory: int | None = None,
+        runtime: str = "torch",
+        cache_dir: str | Path | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -67,6 +88,10 @@ class Upscaler:
             raise ValueError(f"tile must be 'auto' or an integer >= 0, got {tile!r}")
         if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or tile_overlap < 0:
             raise ValueError(f"tile_overlap must be an integer >= 0, got {tile_overlap!r}")
+        if max_memory is not None and (
+            isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory <= 0
+        ):
+            raise ValueError(f"max_memory must be a positive number of bytes or None, got {max_memory!r}")
         self.input_multiple = int(getattr(model, "input_multiple", 1))
         if isinstance(tile, int) and tile > 0:
             if tile % self.input_multiple:
@@ -84,37 +109,116 @@ class Upscaler:
         self.precision = precision_name(self.dtype)
         self.tile: int | str = tile
         self.tile_overlap = tile_overlap
+        self.max_memory = max_memory
         self.model = prepare_model(model, self.device, self.dtype)
         self._channels_last = uses_channels_last(self.device, self.dtype)
         self._cost = CostModel.for_model(model) if tile == "auto" else None
+        self.runtime = resolve_runtime(runtime, model=model, device=self.device, dtype=self.dtype)
+        self._cache_dir = cache_dir
+        self._onnx: OnnxRuntimeRunner | None = None
+        # Resident memory once the model is ready, measured at the first plan (not in the constructor).
+        self._baseline: int | None = None
+        self._last_plan: tuple[tuple[int, int, int, int | None], TilePlan] | None = None
+
+    def _padded(self, height: int, width: int) -> tuple[int, int]:
+        m = self.input_multiple
+        return height + (-height) % m, width + (-width) % m
+
+    def _min_tile_side(self) -> int:
+        floor = max(MIN_AUTO_TILE, 2 * self.tile_overlap + self.input_multiple)
+        return floor + (-floor) % self.input_multiple
+
+    def max_tile_pixels(self, height: int, width: int, batch: int = 1) -> int:
+        """Largest tile area (input pixels) that keeps an image of this size within the memory budget.
+
+        CPU: `max_memory` minus what the process holds once the model is ready, minus the image's
+        buffers (`CostModel.image_bytes`), over the activation bytes per pixel; without `max_memory`,
+        half of the free RAM minus the buffers. GPU: `max_memory` minus torch's allocation (the
+        weights), or half of the free device memory. Raises ValueError when `max_memory` cannot hold
+        even the image's buffers.
+        """
+        cost = self._cost or CostModel.for_model(self.model)
+        self.prepare()  # the runtime's memory belongs to the baseline
+        device_type = "cpu" if self.device.type in ("cpu", "mps") else self.device.type
+        if self.max_memory is None:
+            budget = int(available_device_memory(self.device) * DEFAULT_MEMORY_FRACTION)
+        elif device_type == "cuda":
+            budget = self.max_memory - torch.cuda.memory_allocated(self.device)
+        else:
+            if self._baseline is None:
+                self._baseline = process_rss()
+            budget = self.max_memory - self._baseline
+        pixels = tile_pixels_for_budget(
+            cost,
+            budget=budget,
+            image_hw=self._padded(height, width),
+            batch=batch,
+            dtype=self.dtype,
+            device_type=device_type,
+            runtime=self.runtime,
+        )
+        if self.max_memory is not None:
+            smallest = self._min_tile_side() ** 2
+            if pixels < smallest:
+                side = self._min_tile_side()
+                held = self.max_memory - budget  # the model and runtime, already resident
+                needed = held + cost.peak_bytes(
+                    self._padded(height, width),
+                    (side, side),
+                    batch=batch,
+                    dtype=self.dtype,
+                    device_type=device_type,
+                    runtime=self.runtime,
+                )
+                raise ValueError(
+                    f"a {width}x{height} image needs at least {format_memory(needed)} with the model "
+                    f"loaded, more than the memory limit of {format_memory(self.max_memory)}"
+                )
+        return min(pixels, MAX_AUTO_TILE**2)
+
+    def plan_for(self, height: int, width: int, batch: int = 1) -> TilePlan:
+        """The tiles `upscale` runs for an image of this size (of the image padded to the model's input
+        multiple): the explicit `tile`, or for `"auto"` the split computing the fewest pixels whose tile
+        fits `max_tile_pixels`."""
+        key = (height, width, batch, self.max_memory)
+        if self._last_plan is not None and self._last_plan[0] == key:
+            return self._last_plan[1]
+        hp, wp = self._padded(height, width)
+        if self.tile == "auto":
+            plan = plan_tiles(
+                hp,
+                wp,
+                max_pixels=self.max_tile_pixels(height, width, batch),
+                overlap=self.tile_overlap,
+                multiple=self.input_multiple,
+                min_side=self._min_tile_side(),
+            )
+        else:
+            plan = TilePlan.square(
+                hp, wp, tile=int(self.tile), overlap=self.tile_overlap, multiple=self.input_multiple
+            )
+        self._last_plan = (key, plan)
+        return plan
 
     def tile_for(self, height: int, width: int, batch: int = 1) -> int:
-        """Tile size (input pixels; 0 = whole image) that `upscale` uses for an image of this size."""
-        if self.tile != "auto":
-            return int(self.tile)
-        tile = auto_tile_size(
-            self._cost or CostModel.for_model(self.model),
-            device=self.device,
-            dtype=self.dtype,
-            image_hw=(height, width),
-            batch=batch,
-            multiple=self.input_multiple,
-        )
-        if tile:
-            floor = self.tile_overlap * 2 + self.input_multiple
-            tile = max(tile, floor + (-floor) % self.input_multiple)
-        return tile
+        """Longest tile side (input pixels) `upscale` uses for an image of this size; 0 = whole image."""
+        plan = self.plan_for(height, width, batch)
+        return 0 if plan.count == 1 else max(plan.tile_hw)
 
     def num_tiles(self, height: int, width: int, batch: int = 1) -> int:
-        return count_tiles(
-            height,
-            width,
-            tile=self.tile_for(height, width, batch),
-            overlap=self.tile_overlap,
-            multiple=self.input_multiple,
-        )
+        return self.plan_for(height, width, batch).count
+
+    def prepare(self) -> None:
+        """Make the runtime ready (for ONNX Runtime: export the model once, load the session).
+        `upscale` calls it; call it earlier to keep that time out of the first image."""
+        if self.runtime == "onnxruntime" and self._onnx is None:
+            from esrgan.inference.export import cached_onnx
+
+            self._onnx = OnnxRuntimeRunner(path=cached_onnx(self.model, cache_dir=self._cache_dir))
 
     def _run(self, patch: torch.Tensor) -> torch.Tensor:
+        if self._onnx is not None:
+            return self._onnx(patch)
         x = patch.to(self.device, dtype=input_dtype(self.device, self.dtype), non_blocking=True)
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -136,35 +240,40 @@ class Upscaler:
             raise ValueError(f"expected a float tensor in [0, 1], got {x.dtype}")
         x = x.detach().to("cpu", torch.float32)
         n, _, h, w = x.shape
-        tile = self.tile_for(h, w, n)
+        self.prepare()
+        plan = self.plan_for(h, w, n)
         while True:
             try:
-                return self._upscale_tiled(x, tile, on_tile)
+                return tiled_apply(
+                    self._run,
+                    x,
+                    scale=self.scale,
+                    out_channels=self.out_channels,
+                    multiple=self.input_multiple,
+                    plan=plan,
+                    on_tile=on_tile,
+                )
             except torch.cuda.OutOfMemoryError:
-                # The auto cost model is an estimate; on a GPU, halve the tile until it fits.
-                smaller = (tile or max(h, w)) // 2
-                smaller -= smaller % self.input_multiple
-                if self.tile != "auto" or self.device.type != "cuda" or smaller <= 2 * self.tile_overlap:
+                # The auto cost model is an estimate; on a GPU, halve the tile area until it fits.
+                th, tw = plan.tile_hw
+                if self.tile != "auto" or self.device.type != "cuda" or th * tw <= self._min_tile_side() ** 2:
                     raise
                 torch.cuda.empty_cache()
-                tile = smaller
-
-    def _upscale_tiled(self, x: torch.Tensor, tile: int, on_tile: ProgressFn | None) -> torch.Tensor:
-        return tiled_apply(
-            self._run,
-            x,
-            scale=self.scale,
-            out_channels=self.out_channels,
-            tile=tile,
-            overlap=self.tile_overlap,
-            multiple=self.input_multiple,
-            on_tile=on_tile,
-        )
+                hp, wp = self._padded(h, w)
+                plan = plan_tiles(
+                    hp,
+                    wp,
+                    max_pixels=th * tw // 2,
+                    overlap=self.tile_overlap,
+                    multiple=self.input_multiple,
+                    min_side=self._min_tile_side(),
+                )
 
     def __repr__(self) -> str:
         return (
             f"Upscaler(scale={self.scale}, device={self.device}, precision={self.precision}, "
-            f"tile={self.tile!r}, tile_overlap={self.tile_overlap})"
+            f"runtime={self.runtime}, tile={self.tile!r}, tile_overlap={self.tile_overlap}, "
+            f"max_memory={self.max_memory})"
         )
 
 
