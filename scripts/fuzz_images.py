@@ -367,7 +367,10 @@ def worker() -> None:
     """Read one path per stdin line, answer one JSON line per file (the parent enforces timeouts)."""
     import torch
 
+    import esrgan.inference  # noqa: F401 (imported before "ready": a slow start is not a hang)
+
     torch.set_num_threads(1)
+    print("ready", flush=True)
     for line in sys.stdin:
         kind, detail = check_file(Path(line.rstrip("\n")))
         sys.stdout.write(json.dumps({"kind": kind, "detail": detail}) + "\n")
@@ -379,6 +382,8 @@ class Worker:
     """A `--worker` child process, restarted after it dies or hangs."""
 
     proc: subprocess.Popen[str] | None = None
+    startup_timeout: float = 600.0
+    """Seconds to import torch and esrgan (slow on a busy machine); not counted against any file."""
 
     def start(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
@@ -390,6 +395,11 @@ class Worker:
                 text=True,
                 bufsize=1,
             )
+            assert self.proc.stdout is not None
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.startup_timeout)
+            if not ready or self.proc.stdout.readline().strip() != "ready":
+                self.stop()
+                raise RuntimeError(f"the reader worker did not start within {self.startup_timeout:g} s")
         return self.proc
 
     def check(self, path: Path, timeout: float) -> tuple[str, str]:

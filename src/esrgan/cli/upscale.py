@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -23,6 +23,7 @@ from esrgan.inference.batch import (
     Plan,
     SetupError,
     check_ext,
+    check_out_dir,
     load_upscaler,
     plan_jobs,
     upscale_jobs,
@@ -74,6 +75,13 @@ MaxMemory = Annotated[
 Precision = Annotated[
     str, typer.Option(help="auto (bf16 on CPUs with native bf16, fp16 on CUDA), fp32, bf16 or fp16.")
 ]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        help="auto (ONNX Runtime for fp32 on the CPU: same output, faster; the model is exported once "
+        "and cached), torch or onnxruntime."
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda[:N] or mps.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")]
 Quality = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")]
@@ -95,6 +103,7 @@ def upscale(
     max_memory: MaxMemory = None,
     precision: Precision = "auto",
     device: Device = "auto",
+    runtime: Runtime = "auto",
     overwrite: Overwrite = False,
     quality: Quality = 95,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
@@ -112,7 +121,9 @@ def upscale(
         ext = check_ext(ext)
     except ValueError as exc:
         raise fail(f"--ext {exc}") from None
-    plan = plan_jobs(inputs, recursive=recursive, out_dir=out_dir, suffix=suffix, ext=ext)
+    plan = plan_jobs(
+        inputs, recursive=recursive, out_dir=out_dir, suffix=suffix, ext=ext, overwrite=overwrite
+    )
     jobs, totals = plan.to_run(overwrite=overwrite), _report_plan(plan, overwrite=overwrite)
     if not jobs:
         typer.echo(
@@ -120,6 +131,8 @@ def upscale(
         )
         raise typer.Exit(EXIT_FAILED if totals.failed else 0)
     try:
+        if out_dir is not None:
+            check_out_dir(out_dir)
         upscaler, warnings = load_upscaler(
             model,
             device=device,
@@ -127,6 +140,7 @@ def upscale(
             tile=tile_value,
             tile_overlap=tile_overlap,
             max_memory=memory_value,
+            runtime=runtime,
             progress=not quiet,
         )
     except SetupError as exc:
@@ -173,13 +187,21 @@ def _report_results(
         if result.error is not None:
             error(result.error)
         elif not quiet:
-            tqdm.write(f"{result.job.src} -> {result.job.dst}")
+            tqdm.write(_printable(f"{result.job.src} -> {result.job.dst}", sys.stdout))
     t, up = totals, upscaler
     typer.echo(
         f"done: {t.ok} ok, {t.failed} failed, {t.skipped} skipped; {t.megapixels_in:.2f} MP in -> "
         f"{t.megapixels_out:.2f} MP out in {time.perf_counter() - start:.1f} s "
         f"({up.device}, {up.precision}, x{up.scale})"
     )
+
+
+def _printable(text: str, stream: TextIO) -> str:
+    """`text` as `stream` can print it: file names may hold bytes that are not text (shown escaped)
+    or characters a non-UTF-8 terminal cannot show, and a crash after the work is done loses the summary."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 @contextmanager

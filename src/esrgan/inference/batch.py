@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -156,30 +157,37 @@ def plan_jobs(
     out_dir: Path | None = None,
     suffix: str = "_sr",
     ext: str | None = None,
+    overwrite: bool = False,
 ) -> Plan:
     """Expand inputs and give each an output path.
 
     Files found by scanning are dropped when they are this run's own outputs (an earlier run's
     `x_sr.png` next to `x.png`, or anything inside `out_dir`), so rerunning on a folder is safe. An
-    output that would replace its own input, or collide with another job's, is a problem.
+    output that would replace its own input, collide with another job's, or (with `overwrite`) replace
+    another input of this run before it is read, is a problem.
     """
     ext = normalise_ext(ext)
     files, problems = expand_inputs(inputs, recursive=recursive)
     planned = [(f, output_path(f, out_dir=out_dir, suffix=suffix, ext=ext)) for f in files]
     producers = {os.path.normcase(dst.resolve()): os.path.normcase(f.path.resolve()) for f, dst in planned}
+    kept = []
+    for f, dst in planned:
+        src_key = os.path.normcase(f.path.resolve())
+        is_other_output = producers.get(src_key, src_key) != src_key
+        if f.explicit or not (is_other_output or (out_dir is not None and _within(f.path, out_dir))):
+            kept.append((f, dst, src_key, os.path.normcase(dst.resolve())))
+    inputs_by_key = {src_key: f.path for f, _, src_key, _ in kept}
     jobs: list[Job] = []
     existing: list[Job] = []
     claimed: dict[str, Path] = {}
-    for f, dst in planned:
-        src_key = os.path.normcase(f.path.resolve())
-        dst_key = os.path.normcase(dst.resolve())
-        is_other_output = producers.get(src_key, src_key) != src_key
-        if not f.explicit and (is_other_output or (out_dir is not None and _within(f.path, out_dir))):
-            continue
+    for f, dst, src_key, dst_key in kept:
         if src_key == dst_key:
             problems.append(
                 Problem(f.path, "output would overwrite the input itself; use --suffix or --out-dir")
             )
+            continue
+        if overwrite and dst_key in inputs_by_key:
+            problems.append(Problem(f.path, f"output {dst} is another input of this run; it is not replaced"))
             continue
         if dst_key in claimed:
             problems.append(Problem(f.path, f"output {dst} is already the output of {claimed[dst_key]}"))
@@ -205,6 +213,24 @@ class SetupError(ValueError):
     """The model or an option cannot be used, so nothing runs; the message is one line."""
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Create `out_dir` if needed and make sure files can be written in it; `SetupError` otherwise.
+
+    Checked once before the model loads: a folder that is a file, sits under a file, is read-only or
+    not ours would otherwise fail every image with the same message.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SetupError(f"--out-dir {out_dir}: is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".esrgan-write-test-"):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise SetupError(f"--out-dir {out_dir}: a file is in the way of this folder") from None
+    except OSError as exc:
+        raise SetupError(f"--out-dir {out_dir}: cannot write there ({exc.strerror or exc})") from None
+
+
 def load_upscaler(
     model: str | None = None,
     *,
@@ -213,6 +239,7 @@ def load_upscaler(
     tile: int | str = "auto",
     tile_overlap: int | None = None,
     max_memory: int | None = None,
+    runtime: str = "auto",
     progress: bool = True,
 ) -> tuple[Upscaler, list[str]]:
     """The `Upscaler` for `model` (None: the zoo's default model), and the warnings raised while preparing
@@ -237,6 +264,7 @@ def load_upscaler(
                 tile=tile,
                 tile_overlap=overlap,
                 max_memory=max_memory,
+                runtime=runtime,
             )
         except (DeviceError, ValueError) as exc:
             raise SetupError(str(exc)) from None
@@ -303,6 +331,8 @@ def upscale_jobs(
             yield FileResult(job, str(exc))
         except (torch.cuda.OutOfMemoryError, MemoryError):
             yield FileResult(job, f"{job.src}: out of memory (try a smaller --tile)")
+        except (FileExistsError, NotADirectoryError):
+            yield FileResult(job, f"{job.dst}: cannot write output (a file is in the way of its folder)")
         except OSError as exc:
             yield FileResult(job, f"{job.dst}: cannot write output ({exc.strerror or exc})")
         except ValueError as exc:

@@ -602,12 +602,17 @@ def write_image(
         return path
     pil = Image.fromarray(_quantise(channels, 255, np.uint8))
     kwargs = _save_kwargs(fmt, quality, image.icc_profile)
+    # Encoded in memory, then written by Python: Pillow's raw encoders (BMP, TGA, PPM, ...) write to a
+    # file descriptor and take a short write on a full disk for success, leaving a truncated image.
+    encoded = io.BytesIO()
+    try:
+        pil.save(encoded, format=fmt, **kwargs)
+    except OSError as e:
+        if image.alpha is None or "mode" not in str(e):
+            raise
+        # The format cannot store alpha (JPEG, PPM, ...): write the colour channels alone.
+        encoded = io.BytesIO()
+        pil.convert("L" if image.grayscale else "RGB").save(encoded, format=fmt, **kwargs)
     with atomic_write(path) as tmp:
-        try:
-            pil.save(tmp, format=fmt, **kwargs)
-        except OSError as e:
-            if image.alpha is None or "mode" not in str(e):
-                raise
-            # The format cannot store alpha (JPEG, PPM, ...): write the colour channels alone.
-            pil.convert("L" if image.grayscale else "RGB").save(tmp, format=fmt, **kwargs)
+        tmp.write_bytes(encoded.getbuffer())
     return path
