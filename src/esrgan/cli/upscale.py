@@ -73,7 +73,11 @@ MaxMemory = Annotated[
     ),
 ]
 Precision = Annotated[
-    str, typer.Option(help="auto (bf16 on CPUs with native bf16, fp16 on CUDA), fp32, bf16 or fp16.")
+    str,
+    typer.Option(
+        help="auto (CPU: fp32 on ONNX Runtime where installed, else bf16 on CPUs with native bf16; "
+        "CUDA: fp16), fp32, bf16 or fp16."
+    ),
 ]
 Runtime = Annotated[
     str,

@@ -12,8 +12,11 @@ import copy
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -68,8 +71,15 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = ONNX_OPSET) 
     side = 16 * multiple
     example = torch.rand(1, in_ch, side, side)
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
-    # The exporter prints progress lines; a library keeps quiet.
-    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+    # The exporter prints progress lines, logs missing torchvision ops and warns about its own
+    # deprecations; a library keeps quiet.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        stack.callback(logging.getLogger("torch.onnx").setLevel, logging.getLogger("torch.onnx").level)
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         try:
             program = torch.onnx.export(
                 clone,
@@ -94,8 +104,11 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = ONNX_OPSET) 
     return path
 
 
-def export_openvino(model: nn.Module, path: str | Path) -> Path:
-    """Write `model` as OpenVINO IR (`path` .xml plus its .bin), fp32, dynamic batch/height/width."""
+def export_openvino(model: nn.Module, path: str | Path, *, onnx_path: str | Path | None = None) -> Path:
+    """Write `model` as OpenVINO IR (`path` .xml plus its .bin), fp32, dynamic batch/height/width.
+
+    Converted from the model's ONNX export (`onnx_path` when one exists already, else made here).
+    """
     try:
         import openvino as ov
     except ImportError:
@@ -104,8 +117,8 @@ def export_openvino(model: nn.Module, path: str | Path) -> Path:
     if path.suffix.lower() != ".xml":
         raise ExportError(f"{path}: an OpenVINO model is written as a .xml file (plus .bin)")
     with tempfile.TemporaryDirectory(prefix="esrgan-export-") as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
-        converted = ov.convert_model(str(onnx_path))
+        source = Path(onnx_path) if onnx_path is not None else export_onnx(model, Path(tmp) / "model.onnx")
+        converted = ov.convert_model(str(source))
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside the target, then renamed: no half-written IR on failure.
         staged = path.with_name(f".{path.stem}.tmp-{os.getpid()}.xml")
@@ -119,20 +132,73 @@ def export_openvino(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
+def _format(name: str) -> str:
+    fmt = name.strip().lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {name!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    return fmt
+
+
 def export_model(model: nn.Module, path: str | Path, *, format: str) -> Path:
     """`export_onnx` or `export_openvino` by name (`EXPORT_FORMATS`)."""
-    fmt = format.strip().lower()
-    if fmt == "onnx":
+    if _format(format) == "onnx":
         return export_onnx(model, path)
-    if fmt == "openvino":
-        return export_openvino(model, path)
-    raise ExportError(f"unknown export format {format!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    return export_openvino(model, path)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """An export and how far its output is from PyTorch's on the check image."""
+
+    path: Path
+    format: str
+    max_abs_diff: float
+    check_hw: tuple[int, int]
+
+    def summary(self) -> str:
+        h, w = self.check_hw
+        return (
+            f"{self.path} ({self.format}, fp32, dynamic batch/height/width): max |{self.format} - pytorch| "
+            f"= {self.max_abs_diff:.2e} on a {w}x{h} image (output in [0, 1])"
+        )
+
+
+# The check runs on a crop this size at most (two 23-block passes stay a few seconds on a CPU); not
+# square and not the export's example size, so the dynamic height and width are exercised.
+CHECK_HW = (96, 80)
+
+
+def synthetic_check_image(seed: int = 0) -> torch.Tensor:
+    """A (3,H,W) `CHECK_HW` image with smooth structure and fine texture, for when no photo is given."""
+    from torch.nn import functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, 12, 12, generator=g)
+    smooth = F.interpolate(low, size=CHECK_HW, mode="bicubic", align_corners=False)
+    return (0.85 * smooth + 0.15 * torch.rand(1, 3, *CHECK_HW, generator=g))[0].clamp(0, 1)
+
+
+def export_and_check(model: nn.Module, path: str | Path, *, format: str, image: torch.Tensor) -> ExportReport:
+    """Export `model` to `path` and compare the export with PyTorch on the centre crop (at most
+    `CHECK_HW`) of `image` ((C,H,W) or (1,C,H,W) float in [0, 1], e.g. a real photo)."""
+    fmt = _format(format)
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    multiple = int(getattr(model, "input_multiple", 1))
+    h, w = (min(c, s) for c, s in zip(CHECK_HW, x.shape[-2:], strict=True))
+    h, w = max(h - h % multiple, multiple), max(w - w % multiple, multiple)
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    if x.shape[-2] < h or x.shape[-1] < w:
+        raise ExportError(f"check image is smaller than the model's input multiple {multiple}")
+    crop = x[..., top : top + h, left : left + w].float()
+    written = export_model(model, path, format=fmt)
+    diff = max_abs_difference(written, model, crop, format=fmt)
+    return ExportReport(path=written, format=fmt, max_abs_diff=diff, check_hw=(h, w))
 
 
 def run_exported(path: str | Path, x: torch.Tensor, *, format: str) -> torch.Tensor:
     """Run an exported model on `x` ((N,C,H,W) float) with its runtime's CPU backend."""
     arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-    fmt = format.strip().lower()
+    fmt = _format(format)
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -143,8 +209,6 @@ def run_exported(path: str | Path, x: torch.Tensor, *, format: str) -> torch.Ten
 
         compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         out = compiled(arr)[compiled.output(0)]
-    else:
-        raise ExportError(f"unknown export format {format!r}: use one of {', '.join(EXPORT_FORMATS)}")
     return torch.from_numpy(out.copy())
 
 

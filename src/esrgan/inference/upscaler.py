@@ -18,10 +18,10 @@ from esrgan.inference.precision import (
     precision_name,
     prepare_model,
     resolve_device,
-    resolve_precision,
+    resolve_precision_and_runtime,
     uses_channels_last,
 )
-from esrgan.inference.runtime import OnnxRuntimeRunner, resolve_runtime
+from esrgan.inference.runtime import OnnxRuntimeRunner
 from esrgan.inference.tiling import (
     DEFAULT_MEMORY_FRACTION,
     DEFAULT_TILE_OVERLAP,
@@ -105,7 +105,9 @@ class Upscaler:
         self.out_channels = int(getattr(cfg, "out_ch", self.in_channels))
         self.scale: int = scale
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
+        self.dtype, self.runtime = resolve_precision_and_runtime(
+            precision, runtime, model=model, device=self.device
+        )
         self.precision = precision_name(self.dtype)
         self.tile: int | str = tile
         self.tile_overlap = tile_overlap
@@ -113,7 +115,7 @@ class Upscaler:
         self.model = prepare_model(model, self.device, self.dtype)
         self._channels_last = uses_channels_last(self.device, self.dtype)
         self._cost = CostModel.for_model(model) if tile == "auto" else None
-        self.runtime = resolve_runtime(runtime, model=model, device=self.device, dtype=self.dtype)
+        self._runtime_chosen = runtime.strip().lower() == "auto"
         self._cache_dir = cache_dir
         self._onnx: OnnxRuntimeRunner | None = None
         # Resident memory once the model is ready, measured at the first plan (not in the constructor).
@@ -212,9 +214,15 @@ class Upscaler:
         """Make the runtime ready (for ONNX Runtime: export the model once, load the session).
         `upscale` calls it; call it earlier to keep that time out of the first image."""
         if self.runtime == "onnxruntime" and self._onnx is None:
-            from esrgan.inference.export import cached_onnx
+            from esrgan.inference.export import ExportError, cached_onnx
 
-            self._onnx = OnnxRuntimeRunner(path=cached_onnx(self.model, cache_dir=self._cache_dir))
+            try:
+                self._onnx = OnnxRuntimeRunner(path=cached_onnx(self.model, cache_dir=self._cache_dir))
+            except (ExportError, ImportError, OSError):
+                if not self._runtime_chosen:
+                    raise
+                # `auto` only promised the fastest runtime that works: eager PyTorch always does.
+                self.runtime = "torch"
 
     def _run(self, patch: torch.Tensor) -> torch.Tensor:
         if self._onnx is not None:
