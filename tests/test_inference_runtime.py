@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from torch.nn import functional as F
+from typer.testing import CliRunner
 
+from esrgan.cli import app
 from esrgan.inference import Upscaler, read_image
 from esrgan.inference.export import (
     ExportError,
@@ -22,6 +24,7 @@ from esrgan.inference.export import (
 from esrgan.inference.precision import resolve_precision_and_runtime
 from esrgan.inference.runtime import AUTO_ONNX_MIN_PARAMETERS, resolve_runtime
 from esrgan.models import RRDBNet
+from esrgan.weights import save_generator
 
 CPU = torch.device("cpu")
 BABY = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "Set5" / "x4" / "img_001_SRF_4_LR.png"
@@ -136,3 +139,19 @@ def test_openvino_export_matches_pytorch_on_a_real_image(exported, tmp_path):
         export_openvino(model, tmp_path / "tiny.onnx", onnx_path=onnx_path)
     with pytest.raises(ExportError, match="unknown export format"):
         export_and_check(model, tmp_path / "x.trt", format="tensorrt", image=photo[0])
+
+
+@pytest.mark.skipif(not BABY.exists(), reason="Set5 not found beside the checkout (../shared/datasets)")
+def test_export_command_writes_onnx_and_prints_its_difference_from_pytorch(tmp_path):
+    weights = tmp_path / "tiny.safetensors"
+    save_generator(_tiny(seed=5, scale=2), weights)
+    out = tmp_path / "out" / "tiny.onnx"
+    result = CliRunner().invoke(app, ["export", str(weights), str(out), "--check-image", str(BABY)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+    line = result.output.strip().splitlines()[-1]
+    assert "max |onnx - pytorch|" in line and "80x96" in line and str(BABY) in line
+    diff = float(line.split("= ")[1].split()[0])
+    assert diff < 1e-4
+    bad = CliRunner().invoke(app, ["export", str(weights), str(tmp_path / "m.bin"), "--format", "tflite"])
+    assert bad.exit_code != 0 and "unknown export format" in bad.output
