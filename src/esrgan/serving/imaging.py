@@ -24,7 +24,18 @@ if TYPE_CHECKING:
     from PIL import Image as PILImage
 
 SUPPORTED_INPUTS = "PNG, JPEG, WebP, GIF, BMP or TIFF"
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+# TypeError and KeyError too: Pillow raises them on damaged TIFF and GIF files (found by fuzzing).
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    TypeError,
+    KeyError,
+)
 _CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 
@@ -79,7 +90,10 @@ def open_upload(data: bytes, *, max_pixels: int) -> PILImage.Image:
         )
     if width < 1 or height < 1:
         raise ApiError(400, f"image has no pixels ({width}x{height})")
-    frames = getattr(img, "n_frames", 1)
+    try:
+        frames = getattr(img, "n_frames", 1)  # reads every frame header
+    except _DECODE_ERRORS as e:
+        raise ApiError(400, f"corrupt {fmt} image ({e})") from None
     if frames > 1:
         raise ApiError(415, f"animated or multi-page images are not supported ({frames} frames)")
     return img
