@@ -240,3 +240,17 @@ def test_fuzz_script_sample_has_no_crash_hang_or_stray_output(tmp_path: Path) ->
     assert ", crashes 0, hangs 0, " in summary and ", 0 problems" in summary, summary
     outputs = list((tmp_path / "upscaled").iterdir())
     assert outputs and not [p for p in outputs if p.name.startswith(".")]
+
+
+@pytest.mark.timeout(300)
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(SMALL_SEEDS), rng=st.randoms(use_true_random=False))
+def test_mutated_uploads_are_4xx_never_500(name: str, rng: random.Random) -> None:
+    # What `esrgan serve` does with an upload before and after the queue: only ApiErrors, as 4xx.
+    from esrgan.serving.errors import ApiError
+    from esrgan.serving.imaging import decode_upload, open_upload
+
+    try:
+        decode_upload(open_upload(fuzz.mutate(SEEDS[name], rng), max_pixels=4_000_000))
+    except ApiError as exc:
+        assert exc.status in (400, 413, 415) and "\n" not in str(exc), (exc.status, str(exc))
