@@ -4,10 +4,11 @@
 
 Starts a real `esrgan serve` process on 127.0.0.1 (a free port) with a tiny model written to a temporary
 folder, sends `--requests` POST /v1/upscale requests from `--concurrency` client threads (more than the
-server's workers + queue, so some must be refused with 503), then checks the server is still alive and
-answering /healthz. The mix (seeded): 60% valid PNG/JPEG/WebP images, 15% oversized (a header above
---max-pixels with almost no data, or an upload above --max-upload-mb), 25% corrupt (mutated images of
-every format, random bytes, empty files).
+server's workers + queue, so some must be refused with 503; a refused request is sent again after its
+Retry-After, up to `--retries` times, so every kind of upload reaches the server's checks), then checks
+the server is still alive and answering /healthz. The mix (seeded): 60% valid PNG/JPEG/WebP images,
+15% oversized (a header above --max-pixels with almost no data, or an upload above --max-upload-mb),
+25% corrupt (mutated images of every format, random bytes, empty files).
 
 Prints latency percentiles (all answers, and the 200s), the share of each status, other 5xx answers,
 client-side connection errors, and the server's peak RSS (VmHWM); exits 1 if any answer was a 5xx other
@@ -60,6 +61,7 @@ class Answer:
     """None: the connection failed."""
     seconds: float
     detail: str
+    retry_after: float = 0.0
 
 
 def _free_port() -> int:
@@ -143,13 +145,27 @@ def send(port: int, payload: Payload, timeout: float) -> Answer:
                 detail = json.loads(data).get("error", "")
             except ValueError:
                 detail = f"not JSON: {data[:80]!r}"
-            if res.status == 503 and not res.getheader("Retry-After"):
-                detail += " (no Retry-After)"
-        return Answer(payload, res.status, time.perf_counter() - start, detail)
+        retry_after = float(res.getheader("Retry-After") or 0)
+        if res.status == 503 and not retry_after:
+            detail += " (no Retry-After)"
+        return Answer(payload, res.status, time.perf_counter() - start, detail, retry_after)
     except (OSError, http.client.HTTPException) as exc:
         return Answer(payload, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
     finally:
         conn.close()
+
+
+def send_with_retries(
+    port: int, payload: Payload, *, timeout: float, retries: int, seed: int
+) -> list[Answer]:
+    """Every attempt at one request: a 503 is retried after its Retry-After (with jitter), as a polite
+    client does, up to `retries` times."""
+    jitter = random.Random(seed)
+    attempts = [send(port, payload, timeout)]
+    while attempts[-1].status == 503 and len(attempts) <= retries:
+        time.sleep(attempts[-1].retry_after * jitter.uniform(0.5, 1.5))
+        attempts.append(send(port, payload, timeout))
+    return attempts
 
 
 def _rss_kib(pid: int, field: str) -> int:
@@ -197,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-pixels", type=int, default=262_144)
     parser.add_argument("--max-upload-mb", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retries", type=int, default=20, help="retries of a 503 (after Retry-After)")
     parser.add_argument("--client-timeout", type=float, default=120.0)
     parser.add_argument("--startup-timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
@@ -225,7 +242,14 @@ def main(argv: list[str] | None = None) -> int:
             rss_before = _rss_kib(proc.pid, "VmRSS")
             start = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as pool:
-                answers = list(pool.map(lambda p: send(port, p, args.client_timeout), payloads))
+                tries = list(
+                    pool.map(
+                        lambda ip: send_with_retries(
+                            port, ip[1], timeout=args.client_timeout, retries=args.retries, seed=ip[0]
+                        ),
+                        enumerate(payloads),
+                    )
+                )
             wall = time.perf_counter() - start
             alive = proc.poll() is None
             health = _get(port, "/healthz")[0] if alive else None
@@ -240,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                     proc.wait()
         server_log = log_path.read_text(errors="replace")
 
+    answers = [attempt for attempts in tries for attempt in attempts]
+    finals = [attempts[-1] for attempts in tries]
     statuses = Counter(a.status for a in answers)
     conn_errors = [a for a in answers if a.status is None]
     other_5xx = [a for a in answers if a.status is not None and a.status >= 500 and a.status != 503]
@@ -247,22 +273,25 @@ def main(argv: list[str] | None = None) -> int:
     no_retry_after = [a for a in answers if "no Retry-After" in a.detail]
     all_ms = [a.seconds * 1e3 for a in answers if a.status is not None]
     ok_ms = [a.seconds * 1e3 for a in answers if a.status == 200]
-    kinds = Counter(a.payload.kind for a in answers)
+    refused_ms = [a.seconds * 1e3 for a in answers if a.status == 503]
+    kinds = Counter(a.payload.kind for a in finals)
     print(f"server: {' '.join(cmd[1:])}".replace(str(model), "TINY_MODEL"))
     for kind in ("valid", "oversized", "corrupt"):
-        by_status = Counter(a.status for a in answers if a.payload.kind == kind)
+        by_status = Counter(a.status for a in finals if a.payload.kind == kind)
         shown = ", ".join(f"{s} x {n}" for s, n in sorted(by_status.items(), key=lambda kv: kv[0] or 0))
-        print(f"{kind}: {kinds[kind]} requests: {shown}")
+        print(f"{kind}: {kinds[kind]} requests, final answers: {shown}")
     for a in (other_5xx + conn_errors + wrong)[:10]:
         print(f"  {a.payload.kind} {a.payload.name}: status {a.status} ({a.detail})", file=sys.stderr)
     if other_5xx or not alive:
         print(server_log[-4000:], file=sys.stderr)
     share_503 = statuses.get(503, 0) / len(answers)
     print(
-        f"load_serve: {len(answers)} requests at concurrency {args.concurrency} (workers {args.workers}, "
-        f"queue {args.queue}) in {wall:.1f} s; latency p50 {percentile(all_ms, 50):.0f} ms, "
+        f"load_serve: {len(finals)} requests ({len(answers)} attempts, 503s retried after Retry-After up "
+        f"to {args.retries} times) at concurrency {args.concurrency} (workers {args.workers}, queue "
+        f"{args.queue}) in {wall:.1f} s; latency p50 {percentile(all_ms, 50):.0f} ms, "
         f"p95 {percentile(all_ms, 95):.0f} ms (200s: p50 {percentile(ok_ms, 50):.0f} ms, "
-        f"p95 {percentile(ok_ms, 95):.0f} ms); 503 {share_503:.1%}; other 5xx {len(other_5xx)}; "
+        f"p95 {percentile(ok_ms, 95):.0f} ms; 503s: p95 {percentile(refused_ms, 95):.0f} ms); "
+        f"503 {share_503:.1%} of attempts; other 5xx {len(other_5xx)}; "
         f"connection errors {len(conn_errors)}; unexpected statuses {len(wrong)}; "
         f"server alive {'yes' if alive and health == 200 else 'NO'}; "
         f"server RSS {rss_before / 1024:.0f} MiB idle, peak {peak_kib / 1024:.0f} MiB"
