@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar, overload
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from esrgan.models import VGGFeatureExtractor
 from esrgan.weights.io import load_tensor_file
 
 Criterion = Literal["l1", "l2"]
+_StateDictT = TypeVar("_StateDictT", bound=dict[str, Any])
 
 # torchvision's published ImageNet VGG weights; the 8 hex digits are the sha256 prefix (torch.hub style).
 TORCHVISION_VGG_URLS: dict[str, str] = {
@@ -103,9 +104,23 @@ class PerceptualLoss(nn.Module):
         self.extractor.eval()  # BN statistics of a frozen VGG must never move
         return self
 
-    def state_dict(self, *args, **kwargs):  # type: ignore[override]
+    @overload
+    def state_dict(
+        self, *, destination: _StateDictT, prefix: str = ..., keep_vars: bool = ...
+    ) -> _StateDictT: ...
+
+    @overload
+    def state_dict(self, *, prefix: str = ..., keep_vars: bool = ...) -> dict[str, Any]: ...
+
+    def state_dict(
+        self,
+        *args: Any,
+        destination: dict[str, Any] | None = None,
+        prefix: str = "",
+        keep_vars: bool = False,
+    ) -> dict[str, Any]:
         # Parent modules pass `destination` and ignore the return value; writing nothing keeps VGG out.
-        return kwargs.get("destination") if kwargs.get("destination") is not None else {}
+        return destination if destination is not None else {}
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         feats_sr = self.extractor(sr)

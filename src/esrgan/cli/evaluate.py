@@ -89,7 +89,14 @@ def test(
     """
     from rich.console import Console
 
-    from esrgan.evaluation import EvaluationError, EvaluationOptions, OptionError, run_test
+    from esrgan.evaluation import (
+        EvaluationError,
+        EvaluationOptions,
+        OptionError,
+        parse_figures,
+        parse_lr_source,
+        run_test,
+    )
     from esrgan.evaluation.report import rich_tables
 
     try:
@@ -99,15 +106,16 @@ def test(
             data_root=data_root,
             out_dir=out_dir,
             scale=scale,
-            lr_source=lr_source,  # type: ignore[arg-type]  (validated by EvaluationOptions)
             device=device,
             precision=precision,
             tile=parse_tile(tile),
+            # Checked after --tile, as EvaluationOptions would: the same first error when several are wrong.
+            lr_source=parse_lr_source(lr_source),
+            figures=parse_figures(figures),
             lpips=lpips,
             lpips_vgg=lpips_vgg,
             lpips_heads=lpips_heads,
             show_best=show_best,
-            figures=figures,  # type: ignore[arg-type]
             save_images=save_images,
             progress=progress,
         )

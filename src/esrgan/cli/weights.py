@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from esrgan.cli._common import EXIT_FAILED, fail
 
+if TYPE_CHECKING:
+    from esrgan.models import RRDBNetConfig
+
 LAYOUT_HELP = "Layout of a .pth output: basicsr ({'params_ema': ...}), basicsr-params ({'params': ...}), old."
 
 
-def _arch_summary(config: object) -> str:
-    c = config.to_dict()  # type: ignore[attr-defined]
-    unshuffle = ", pixel-unshuffle" if c["pixel_unshuffle"] else ""
+def _arch_summary(config: RRDBNetConfig) -> str:
+    unshuffle = ", pixel-unshuffle" if config.pixel_unshuffle else ""
     return (
-        f"RRDBNet x{c['scale']} ({c['num_block']} blocks, {c['num_feat']} feat, growth {c['num_grow_ch']}, "
-        f"{c['upsampler']}{unshuffle})"
+        f"RRDBNet x{config.scale} ({config.num_block} blocks, {config.num_feat} feat, "
+        f"growth {config.num_grow_ch}, {config.upsampler}{unshuffle})"
     )
 
 
@@ -48,7 +50,7 @@ def convert(
             save_state_dict(loaded.state_dict, loaded.config, dst, metadata=meta)
             written = "safetensors"
         else:
-            save_pth(loaded.state_dict, loaded.config, dst, layout=layout)  # type: ignore[arg-type]
+            save_pth(loaded.state_dict, loaded.config, dst, layout=layout)
             written = f"{layout} .pth"
     except (WeightsError, ValueError, OSError) as exc:
         raise fail(str(exc), EXIT_FAILED) from None
@@ -67,15 +69,17 @@ def info(
         loaded = resolve_weights(spec, progress=not as_json)
     except (WeightsError, ValueError, OSError) as exc:
         raise fail(str(exc), EXIT_FAILED) from None
+    architecture = loaded.config.to_dict()
+    metadata = {k: v for k, v in loaded.metadata.items() if k != "esrgan.arch"}
     report = {
         "file": str(loaded.path),
         "layout": loaded.layout,
-        "architecture": loaded.config.to_dict(),
+        "architecture": architecture,
         "scale": loaded.config.scale,
         "parameters": sum(t.numel() for t in loaded.state_dict.values()),
         "dtype": str(next(iter(loaded.state_dict.values())).dtype).removeprefix("torch."),
         "tensors_sha256": state_dict_sha256(loaded.state_dict),
-        "metadata": {k: v for k, v in loaded.metadata.items() if k != "esrgan.arch"},
+        "metadata": metadata,
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -83,11 +87,11 @@ def info(
     typer.echo(f"file:          {report['file']}")
     typer.echo(f"layout:        {report['layout']}")
     typer.echo(f"architecture:  {_arch_summary(loaded.config)}")
-    typer.echo("               " + ", ".join(f"{k}={v}" for k, v in report["architecture"].items()))
+    typer.echo("               " + ", ".join(f"{k}={v}" for k, v in architecture.items()))
     typer.echo(f"scale:         x{report['scale']}")
     typer.echo(f"parameters:    {report['parameters']:,} ({report['dtype']})")
     typer.echo(f"tensor sha256: {report['tensors_sha256']}")
-    for key, value in report["metadata"].items():
+    for key, value in metadata.items():
         typer.echo(f"metadata:      {key} = {value}")
 
 

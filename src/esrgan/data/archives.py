@@ -16,10 +16,10 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from esrgan.utils import DownloadError, download
 
@@ -237,11 +237,11 @@ def _extract_members(archive: Path, out: Path, prefix: str, *, progress: bool) -
 
     count = 0
     with tqdm(desc=f"extract {archive.name}", unit=" files", disable=not progress, leave=False) as bar:
-        for rel, kind, opener in _members(archive):
+        for rel, opener in _members(archive):
             if not _under(rel, prefix):
                 continue
             path = out.joinpath(*rel.split("/"))
-            if kind == "dir":
+            if opener is None:
                 path.mkdir(parents=True, exist_ok=True)
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +252,12 @@ def _extract_members(archive: Path, out: Path, prefix: str, *, progress: bool) -
     return count
 
 
-def _members(archive: Path) -> Iterator[tuple[str, str, object]]:
-    """(relative path, "file"|"dir", opener) for every member, refusing unsafe ones."""
+_Opener = Callable[[], IO[bytes]]
+"""Opens one archive member for reading; called only while the archive is open."""
+
+
+def _members(archive: Path) -> Iterator[tuple[str, _Opener | None]]:
+    """(relative path, opener; None for a folder) for every member, refusing unsafe ones."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
@@ -264,9 +268,9 @@ def _members(archive: Path) -> Iterator[tuple[str, str, object]]:
                 if mode and mode not in (0o100000, 0o040000):
                     raise ArchiveError(f"{archive}: unsafe member {info.filename!r} (link or special file)")
                 if info.is_dir():
-                    yield rel, "dir", None
+                    yield rel, None
                 else:
-                    yield rel, "file", _zip_opener(zf, info)
+                    yield rel, _zip_opener(zf, info)
         return
     try:
         tf = tarfile.open(archive, "r:*")  # noqa: SIM115 (closed by the with-block below)
@@ -278,22 +282,22 @@ def _members(archive: Path) -> Iterator[tuple[str, str, object]]:
             if rel is None:
                 continue
             if member.isdir():
-                yield rel, "dir", None
+                yield rel, None
             elif member.isfile():
-                yield rel, "file", _tar_opener(tf, member)
+                yield rel, _tar_opener(tf, member)
             else:
                 raise ArchiveError(f"{archive}: unsafe member {member.name!r} (link or special file)")
 
 
-def _zip_opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo):  # type: ignore[no-untyped-def]
+def _zip_opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Opener:
     return lambda: zf.open(info)
 
 
-def _tar_opener(tf: tarfile.TarFile, member: tarfile.TarInfo):  # type: ignore[no-untyped-def]
-    def open_member() -> BinaryIO:
+def _tar_opener(tf: tarfile.TarFile, member: tarfile.TarInfo) -> _Opener:
+    def open_member() -> IO[bytes]:
         fh = tf.extractfile(member)
         if fh is None:
             raise tarfile.ReadError(f"cannot read member {member.name}")
-        return fh  # type: ignore[return-value]
+        return fh
 
     return open_member

@@ -44,6 +44,8 @@ from esrgan.data.transforms import (
 
 SOURCE_NAMES = ("div2k", "bsds500", "bsds500-test", *PAIRED_SETS)
 Mode = Literal["train", "val"]
+SRItem = dict[str, torch.Tensor | str]
+"""One dataset item: {"lr": (3, h, w) tensor, "hr": (3, H, W) tensor, "name": str}."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def _degrade_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
     return from_tensor(degrade(x, scale))
 
 
-class SRDataset(Dataset):
+class SRDataset(Dataset[SRItem]):
     """Items from `ImagePair`s, made as `options` says (see `DatasetOptions`); `source` names the data."""
 
     def __init__(
@@ -177,7 +179,7 @@ class SRDataset(Dataset):
             self._pipeline.reseed(int(ss.generate_state(1, np.uint32)[0]))
         return np.random.default_rng(ss)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def __getitem__(self, index: int) -> SRItem:
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
@@ -390,7 +392,7 @@ def _build_all(
     train: bool,
     download: bool,
     options: DatasetOptions,
-) -> Dataset:
+) -> Dataset[SRItem]:
     data_root = Path(root) if root is not None else default_data_root()
     datasets = [
         _build(name, root=data_root, scale=scale, train=train, download=download, options=options)
@@ -420,7 +422,7 @@ def make_train_dataset(
     download: bool = False,
     max_images: int | None = None,
     seed: int = 0,
-) -> Dataset:
+) -> Dataset[SRItem]:
     """Training dataset: random aligned `patch_size` HR crops with the stage's augmentation.
 
     `sources`: "div2k" (train split, official bicubic LR), "bsds500" (train split), "bsds500-test"
@@ -463,7 +465,7 @@ def make_val_dataset(
     max_images: int | None = None,
     cache: bool | ImageCache = True,
     download: bool = False,
-) -> Dataset:
+) -> Dataset[SRItem]:
     """Validation dataset: whole images (HR cropped to a multiple of `scale`) or centre `crop` HR crops.
 
     Same sources as `make_train_dataset`, with validation splits (DIV2K valid, BSDS500 val = BSD100);

@@ -79,7 +79,8 @@ def _resize_axis(x: torch.Tensor, dim: int, out_length: int, scale: float) -> to
 
 def _output_size(in_size: tuple[int, int], scale: float) -> tuple[int, int]:
     # MATLAB uses ceil(scale * size); the tolerance stops 1/3 * 300 = 100.00000000000001 becoming 101.
-    return tuple(max(1, math.ceil(scale * n - 1e-9)) for n in in_size)  # type: ignore[return-value]
+    height, width = (max(1, math.ceil(scale * n - 1e-9)) for n in in_size)
+    return height, width
 
 
 def imresize(

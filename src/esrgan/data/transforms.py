@@ -23,10 +23,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import albumentations
 
 Stage = Literal["pretrain", "gan"]
 ImageT = TypeVar("ImageT", np.ndarray, torch.Tensor)
@@ -99,7 +103,7 @@ def _check_range(name: str, value: object, low: int, high: int | None) -> None:
         raise ValueError(f"AugmentConfig.{name} must be a (min, max) pair of integers {bound}, got {value!r}")
 
 
-def _albumentations():  # type: ignore[no-untyped-def]
+def _albumentations() -> ModuleType:
     """Import Albumentations (seconds; so not at module import) without its update check, which
     otherwise queries PyPI over the network on every import."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -118,7 +122,7 @@ class PairAugment:
     def __init__(self, config: AugmentConfig, *, seed: int | None = None) -> None:
         A = _albumentations()
         self.config = config
-        spatial: list[A.BasicTransform] = []
+        spatial: list[albumentations.BasicTransform] = []
         if config.spatial_p > 0:
             choices = []
             if config.flip_weight > 0:
@@ -136,7 +140,7 @@ class PairAugment:
             if spatial
             else None
         )
-        lr_only: list[A.BasicTransform] = []
+        lr_only: list[albumentations.BasicTransform] = []
         if config.jpeg_p > 0:
             lr_only.append(
                 A.ImageCompression(

@@ -6,6 +6,8 @@ from esrgan.evaluation.run import (
     EvaluationOptions,
     EvaluationRun,
     OptionError,
+    parse_figures,
+    parse_lr_source,
     run_test,
 )
 from esrgan.evaluation.runner import (
@@ -39,6 +41,8 @@ __all__ = [
     "default_lpips_search_dirs",
     "evaluate_dataset",
     "load_sample_inputs",
+    "parse_figures",
+    "parse_lr_source",
     "run_sample",
     "run_test",
     "score",

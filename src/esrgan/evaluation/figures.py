@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,7 +23,7 @@ def pick_crop(hr: torch.Tensor, size: int) -> tuple[int, int]:
     return y * stride, x * stride
 
 
-def _hwc(x: torch.Tensor):
+def _hwc(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
@@ -87,9 +88,9 @@ def comparison_figure(
     plt.close(fig)
 
 
-def caption(metrics: dict[str, float | None]) -> str:
+def caption(*, psnr_y: float, ssim_y: float, lpips: float | None) -> str:
     """'28.43 dB / 0.8113 (Y)' plus LPIPS when known."""
-    text = f"{metrics['psnr_y']:.2f} dB / {metrics['ssim_y']:.4f} (Y)"
-    if metrics.get("lpips") is not None:
-        text += f"\nLPIPS {metrics['lpips']:.4f}"
+    text = f"{psnr_y:.2f} dB / {ssim_y:.4f} (Y)"
+    if lpips is not None:
+        text += f"\nLPIPS {lpips:.4f}"
     return text

@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from esrgan.evaluation.runner import METRIC_KEYS, DatasetResult, finite_or_none
 from esrgan.utils import atomic_write
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _LABELS = {
     "psnr_y": "PSNR-Y",
@@ -28,7 +32,7 @@ def fmt(key: str, value: float | None) -> str:
     return f"{value:.4f}"
 
 
-def _clean(obj):
+def _clean(obj: object) -> object:
     if isinstance(obj, float):
         return finite_or_none(obj)
     if isinstance(obj, dict):
@@ -38,7 +42,7 @@ def _clean(obj):
     return obj
 
 
-def write_json(path: Path, results: Sequence[DatasetResult], meta: dict) -> None:
+def write_json(path: Path, results: Sequence[DatasetResult], meta: Mapping[str, object]) -> None:
     """`{"meta": ..., "datasets": {name: {"mean": {...}, "num_images": n, "images": [...]}}}`."""
     doc = {"meta": meta, "datasets": {r.name: r.to_dict() for r in results}}
     with atomic_write(path) as tmp:
@@ -61,11 +65,11 @@ def _csv(v: float | None) -> str:
     return "" if v is None else repr(v)
 
 
-def rich_tables(results: Sequence[DatasetResult], *, title: str, per_image: bool = True):
+def rich_tables(results: Sequence[DatasetResult], *, title: str, per_image: bool = True) -> list[Table]:
     """A per-image table per dataset (mean in bold) and a summary table; returns rich renderables."""
     from rich.table import Table
 
-    out = []
+    out: list[Table] = []
     show_lpips = any(img.lpips is not None for r in results for img in r.images)
     keys = [k for k in METRIC_KEYS if k != "lpips" or show_lpips]
     if per_image:
@@ -105,8 +109,8 @@ figure img { max-width: 100%; border: 1px solid #ddd; }
 def write_html(
     path: Path,
     results: Sequence[DatasetResult],
-    meta: dict,
-    figures: dict[tuple[str, str], Path],
+    meta: Mapping[str, object],
+    figures: Mapping[tuple[str, str], Path],
     *,
     show: int,
 ) -> None:

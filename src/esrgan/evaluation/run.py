@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, get_args
 
 import torch
 
@@ -52,6 +52,28 @@ class OptionError(EvaluationError):
         super().__init__(f"{option}: {reason}")
         self.option = option
         self.reason = reason
+
+
+_ChoiceT = TypeVar("_ChoiceT", bound=str)
+
+
+def _choice(option: str, value: str, choices: tuple[_ChoiceT, ...]) -> _ChoiceT:
+    normal = value.strip().lower()
+    for choice in choices:
+        if normal == choice:
+            return choice
+    listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+    raise OptionError(option, f"{normal!r} is not {listed}")
+
+
+def parse_lr_source(value: str) -> LRSource:
+    """`value` (any case, spaces around) as an LR source; OptionError when it is none."""
+    return _choice("lr_source", value, get_args(LRSource))
+
+
+def parse_figures(value: str) -> FigureMode:
+    """`value` (any case, spaces around) as a figure mode; OptionError when it is none."""
+    return _choice("figures", value, get_args(FigureMode))
 
 
 @dataclass(kw_only=True)
@@ -96,12 +118,9 @@ class EvaluationOptions:
     """Progress bars (downloads, images)."""
 
     def __post_init__(self) -> None:
-        self.lr_source = self.lr_source.strip().lower()  # type: ignore[assignment]
-        if self.lr_source not in ("degrade", "given"):
-            raise OptionError("lr_source", f"{self.lr_source!r} is not 'degrade' or 'given'")
-        self.figures = self.figures.strip().lower()  # type: ignore[assignment]
-        if self.figures not in ("report", "all", "none"):
-            raise OptionError("figures", f"{self.figures!r} is not 'report', 'all' or 'none'")
+        # Checked again at run time: callers outside a type checker may pass any string.
+        self.lr_source = parse_lr_source(self.lr_source)
+        self.figures = parse_figures(self.figures)
         self.datasets = tuple(name.strip() for name in self.datasets if name.strip())
         if not self.datasets:
             raise OptionError("datasets", "no dataset given")
@@ -238,7 +257,8 @@ def run_test(options: EvaluationOptions, *, on_note: Callable[[str], None] | Non
         sets = [(dataset_key(name), find_benchmark(root, name, model.scale)) for name in o.datasets]
     except BenchmarkError as exc:
         raise EvaluationError(str(exc)) from None
-    lpips_net, notes = None, []
+    lpips_net: torch.nn.Module | None = None
+    notes: list[str] = []
     if o.lpips:
         search = default_lpips_search_dirs() if o.lpips_search is None else o.lpips_search
         lpips_net, notes = load_lpips(o.lpips_vgg, o.lpips_heads, search=search, device=device)
@@ -338,7 +358,8 @@ class _Outputs:
         scale = self.model.scale
         bic_caption = None
         if not self.model.is_bicubic:
-            bic_caption = caption(score(self.bicubic(sample.lr), sample.hr, crop_border=scale))
+            bic = score(self.bicubic(sample.lr), sample.hr, crop_border=scale)
+            bic_caption = caption(psnr_y=bic["psnr_y"], ssim_y=bic["ssim_y"], lpips=bic["lpips"])
         path = self.options.out_dir / "figures" / safe_name(ds) / f"{safe_name(res.name)}.png"
         comparison_figure(
             path,
@@ -348,7 +369,7 @@ class _Outputs:
             hr=sample.hr,
             scale=scale,
             model_label=self.model.label,
-            model_caption=caption(vars(res)),
+            model_caption=caption(psnr_y=res.psnr_y, ssim_y=res.ssim_y, lpips=res.lpips),
             bicubic_caption=bic_caption,
         )
         self.figures[(ds, res.name)] = path

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import torch
 
@@ -61,7 +61,7 @@ class DatasetResult:
         reverse = key != "lpips"
         return sorted(self.images, key=lambda r: getattr(r, key), reverse=reverse)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "mean": self.mean(),
             "num_images": len(self.images),
@@ -109,12 +109,22 @@ def load_sample_inputs(
     return hr[..., :h, :w], lr
 
 
+class Scores(TypedDict):
+    """The metrics of one image, named as `ImageResult`'s fields (lpips None when not computed)."""
+
+    psnr_y: float
+    ssim_y: float
+    psnr_rgb: float
+    ssim_rgb: float
+    lpips: float | None
+
+
 def score(
     sr: torch.Tensor, hr: torch.Tensor, *, crop_border: int, lpips: torch.nn.Module | None = None
-) -> dict[str, float | None]:
+) -> Scores:
     """All metrics for one (1, 3, H, W) pair; the border crop is clipped for tiny images."""
     border = min(crop_border, max(0, (min(hr.shape[-2:]) - 11) // 2))
-    out: dict[str, float | None] = {
+    out: Scores = {
         "psnr_y": psnr(sr, hr, crop_border=border).item(),
         "ssim_y": ssim(sr, hr, crop_border=border).item(),
         "psnr_rgb": psnr(sr, hr, crop_border=border, y_channel=False).item(),
@@ -148,7 +158,7 @@ def evaluate_dataset(
     for pair in tqdm(pairs, desc=name, unit="img", disable=not progress, leave=False):
         sample = run_sample(pair, sr_fn, scale=scale, lr_source=lr_source)
         metrics = score(sample.sr, sample.hr, crop_border=scale, lpips=lpips)
-        res = ImageResult(pair.name, height=sample.hr.shape[-2], width=sample.hr.shape[-1], **metrics)  # type: ignore[arg-type]
+        res = ImageResult(pair.name, height=sample.hr.shape[-2], width=sample.hr.shape[-1], **metrics)
         result.images.append(res)
         if on_sample is not None:
             on_sample(sample, res)

@@ -32,6 +32,10 @@ class LPIPS(nn.Module):
     `load_weights` with state dicts) gives it the published weights.
     """
 
+    # Buffers registered in __init__ (declared so their type is Tensor, not Module.__getattr__'s union).
+    shift: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.vgg = VGGFeatureExtractor(arch="vgg16", layers=LPIPS_LAYERS, use_input_norm=False)
@@ -69,6 +73,7 @@ class LPIPS(nn.Module):
                 raise ValueError(f"{heads_source}: LPIPS heads lack {key!r} (not an LPIPS-VGG v0.1 file?)")
             if tuple(w.shape) != (1, c, 1, 1):
                 raise ValueError(f"{heads_source}: {key} has shape {tuple(w.shape)}, expected (1, {c}, 1, 1)")
+            assert isinstance(head, nn.Conv2d)  # built in __init__
             head.weight.data.copy_(w)
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -185,6 +185,23 @@ class RRDBNet(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
         self.reset_parameters()
 
+    @classmethod
+    def from_config(cls, config: RRDBNetConfig) -> RRDBNet:
+        """The network `config` describes (as stored in weights metadata), freshly initialised."""
+        return cls(
+            in_ch=config.in_ch,
+            out_ch=config.out_ch,
+            num_feat=config.num_feat,
+            num_block=config.num_block,
+            num_grow_ch=config.num_grow_ch,
+            num_dense=config.num_dense,
+            num_convs=config.num_convs,
+            res_scale=config.res_scale,
+            scale=config.scale,
+            upsampler=config.upsampler,
+            pixel_unshuffle=config.pixel_unshuffle,
+        )
+
     def reset_parameters(self) -> None:
         """Paper initialisation: kaiming-normal scaled by 0.1 in the dense blocks (as BasicSR)."""
         _scaled_kaiming_([m for m in self.body.modules() if isinstance(m, nn.Conv2d)], 0.1)

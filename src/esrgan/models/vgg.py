@@ -51,6 +51,10 @@ class VGGFeatureExtractor(nn.Module):
     Input: RGB in [0, 1] (or [-1, 1] with `range_norm=True`).
     """
 
+    # Buffers registered in __init__ (declared so their type is Tensor, not Module.__getattr__'s union).
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         *,

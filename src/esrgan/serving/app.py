@@ -180,7 +180,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
     )
     app.state.service = service
     app.state.pool = pool
-    app.add_middleware(AccessLog, service=service)  # type: ignore[arg-type]
+    app.add_middleware(AccessLog, service=service)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

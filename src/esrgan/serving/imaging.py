@@ -160,8 +160,8 @@ def encode_image(image: ImageData, *, fmt: str, quality: int) -> bytes:
     """8-bit PNG, JPEG (4:4:4, alpha dropped) or WebP bytes, with the ICC profile where there is one."""
     from PIL import Image
 
-    keep_alpha = image.alpha is not None and fmt != "JPEG"
-    channels = torch.cat([image.pixels, image.alpha], 0) if keep_alpha else image.pixels  # type: ignore[list-item]
+    alpha = image.alpha if fmt != "JPEG" else None
+    channels = image.pixels if alpha is None else torch.cat([image.pixels, alpha], 0)
     arr = (
         channels.detach()
         .float()

@@ -10,12 +10,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from esrgan.serving.app import ACCESS_LOGGER, create_app
 from esrgan.serving.registry import ModelRegistry
 from esrgan.serving.settings import ServeSettings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -49,7 +53,7 @@ def configure_logging(level: str = "info") -> None:
     service.setLevel(level.upper())
 
 
-def _uvicorn_server(app: FastAPI, log_level: str) -> object:
+def _uvicorn_server(app: FastAPI, log_level: str) -> uvicorn.Server:
     import uvicorn
 
     config = uvicorn.Config(
@@ -68,7 +72,7 @@ def serve(settings: ServeSettings, *, registry: ModelRegistry | None = None, log
     sock = bind_socket(settings.host, settings.port)
     configure_logging(log_level)
     server = _uvicorn_server(create_app(settings, registry=registry), log_level)
-    server.run(sockets=[sock])  # type: ignore[attr-defined]
+    server.run(sockets=[sock])
 
 
 @dataclass(frozen=True)
@@ -92,16 +96,16 @@ def running_server(
     app = create_app(settings, registry=registry)
     server = _uvicorn_server(app, log_level)
     thread = threading.Thread(
-        target=server.run,  # type: ignore[attr-defined]
+        target=server.run,
         kwargs={"sockets": [sock]},
         name="esrgan-serve",
         daemon=True,
     )
     thread.start()
     deadline = time.monotonic() + start_timeout_s
-    while not server.started:  # type: ignore[attr-defined]
+    while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True  # type: ignore[attr-defined]
+            server.should_exit = True
             sock.close()
             raise RuntimeError(f"the server on port {port} did not start (see the log above)")
         time.sleep(0.02)
@@ -109,6 +113,6 @@ def running_server(
     try:
         yield RunningServer(url=f"http://{host}:{port}", app=app)
     finally:
-        server.should_exit = True  # type: ignore[attr-defined]
+        server.should_exit = True
         thread.join(timeout=30)
         sock.close()

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from esrgan.serving.errors import ApiError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # defined for type checkers only
 
 FILE_FIELD = "file"
 MAX_FIELDS = 32
@@ -45,7 +50,7 @@ class _Collector:
         self._buf = bytearray()
         self.complete = False
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda d, s, e: self._header_name.extend(d[s:e]),
@@ -126,7 +131,7 @@ async def read_upload(
             raise ApiError(400, "multipart body without a boundary")
         collector = _Collector(max_bytes)
         try:
-            parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+            parser = MultipartParser(boundary, collector.callbacks())
         except ValueError as e:
             raise ApiError(400, f"bad multipart boundary ({e})") from None
     received = 0

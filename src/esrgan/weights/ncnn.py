@@ -88,16 +88,28 @@ def parse_param(text: str, *, source: str = "<param>") -> list[NcnnLayer]:
     return layers
 
 
-def _read_conv(buf: memoryview, offset: int, layer: NcnnLayer, source: str) -> tuple[torch.Tensor, ...]:
+def _int_param(layer: NcnnLayer, key: int, default: int, source: str) -> int:
+    """A scalar parameter as an int; an array where a number belongs is a malformed file."""
+    value = layer.params.get(key, default)
+    if isinstance(value, list):
+        raise WeightsError(f"{source}: layer {layer.name}: parameter {key} is an array, expected a number")
+    return int(value)
+
+
+def _read_conv(
+    buf: memoryview, offset: int, layer: NcnnLayer, source: str
+) -> tuple[int, torch.Tensor, torch.Tensor | None]:
+    """(offset after the layer, weight, bias or None) of one convolution read from the .bin."""
     p = layer.params
-    out_ch = int(p.get(0, 0))
-    kw = int(p.get(1, 0))
-    kh = int(p.get(11, kw))
-    size = int(p.get(6, 0))
+    out_ch = _int_param(layer, 0, 0, source)
+    kw = _int_param(layer, 1, 0, source)
+    kh = _int_param(layer, 11, kw, source)
+    size = _int_param(layer, 6, 0, source)
     if out_ch <= 0 or kw <= 0 or size <= 0 or size % (out_ch * kw * kh):
         raise WeightsError(f"{source}: layer {layer.name}: inconsistent convolution parameters {p}")
     same_pad = ((kw - 1) // 2, -233, -234)  # explicit pad, or ncnn's SAME_UPPER/SAME_LOWER markers
-    if int(p.get(3, 1)) != 1 or int(p.get(2, 1)) != 1 or int(p.get(4, (kw - 1) // 2)) not in same_pad:
+    stride, dilation = _int_param(layer, 3, 1, source), _int_param(layer, 2, 1, source)
+    if stride != 1 or dilation != 1 or _int_param(layer, 4, (kw - 1) // 2, source) not in same_pad:
         raise WeightsError(f"{source}: layer {layer.name}: only stride-1 'same' convolutions are supported")
     in_ch = size // (out_ch * kw * kh)
     if offset + 4 > len(buf):
@@ -122,7 +134,7 @@ def _read_conv(buf: memoryview, offset: int, layer: NcnnLayer, source: str) -> t
             "(only fp16 and raw fp32 are supported, not int8/quantised)"
         )
     w = torch.from_numpy(weight.reshape(out_ch, in_ch, kh, kw).copy())
-    if int(p.get(5, 0)):
+    if _int_param(layer, 5, 0, source):
         if offset + out_ch * 4 > len(buf):
             raise WeightsError(f"{source}: .bin ends inside the bias of layer {layer.name}")
         bias = np.frombuffer(buf, dtype="<f4", count=out_ch, offset=offset).astype(np.float32)
@@ -169,7 +181,7 @@ def load_ncnn(
             scale = _eltwise_scale(layer)
             if scale is not None:
                 res_scales.add(scale)
-        elif layer.type == "Interp" and int(layer.params.get(0, 0)) != 1:
+        elif layer.type == "Interp" and _int_param(layer, 0, 0, source) != 1:
             raise WeightsError(f"{source}: layer {layer.name}: only nearest-neighbour Interp is supported")
         elif layer.type not in _WEIGHTLESS:
             raise WeightsError(f"{source}: layer type {layer.type} ({layer.name}) is not part of an RRDBNet")

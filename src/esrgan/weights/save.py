@@ -21,7 +21,7 @@ from esrgan.weights.canonical import (
 )
 
 PthLayout = Literal["basicsr", "basicsr-params", "old"]
-PTH_LAYOUTS: tuple[str, ...] = ("basicsr", "basicsr-params", "old")
+PTH_LAYOUTS: tuple[PthLayout, ...] = ("basicsr", "basicsr-params", "old")
 _RESERVED = (ARCH_KEY, FORMAT_KEY)
 
 
@@ -59,7 +59,7 @@ def save_state_dict(
 
 
 def save_generator(
-    model: RRDBNet, path: str | os.PathLike[str], *, metadata: dict[str, str] | None = None
+    model: torch.nn.Module, path: str | os.PathLike[str], *, metadata: dict[str, str] | None = None
 ) -> None:
     """Save `model` as safetensors whose metadata rebuilds it (`load_generator(path)`), atomically.
 
@@ -69,7 +69,7 @@ def save_generator(
     for _ in range(4):
         inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
         if isinstance(inner, torch.nn.Module):
-            model = inner  # type: ignore[assignment]
+            model = inner
     if not isinstance(model, RRDBNet):
         raise TypeError(f"save_generator expects an RRDBNet, got {type(model).__name__}")
     save_state_dict(model.state_dict(), model.config, path, metadata=metadata)
@@ -80,9 +80,11 @@ def save_pth(
     config: RRDBNetConfig,
     path: str | os.PathLike[str],
     *,
-    layout: PthLayout = "basicsr",
+    layout: PthLayout | str = "basicsr",
 ) -> None:
     """Write a `.pth` other tools load: BasicSR `{"params_ema": sd}` / `{"params": sd}`, or old `model.N`.
+
+    `layout` may be any string (a command-line value): one that names no layout is a ValueError.
 
     Only plain dicts of tensors are pickled, so `torch.load(weights_only=True)` reads the result.
     """

@@ -65,7 +65,7 @@ class ZooEntry:
         if self.kind == "bundled":
             return f"bundled:{self.resource}"
         if self.kind == "package":
-            return f"pip:{self.package.replace('_', '-')}/{self.resource}"  # type: ignore[union-attr]
+            return f"pip:{self.pip_name}/{self.resource}"
         return str(self.url)
 
     @property
