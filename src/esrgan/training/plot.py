@@ -6,13 +6,14 @@ import json
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 
 class PlotError(ValueError):
     """The run has no usable metrics (message names the file)."""
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: Path) -> list[dict[str, Any]]:
     records = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -21,6 +21,7 @@ from dataclasses import fields
 import torch
 
 from esrgan.models import SUPPORTED_SCALES, RRDBNetConfig
+from esrgan.models.rrdbnet import Upsampler
 from esrgan.weights.errors import WeightsError
 
 # Order matters: BasicSR checkpoints often hold both, and the EMA weights are the better ones.
@@ -46,7 +47,8 @@ def unwrap(obj: object, *, source: str = "<state dict>") -> dict[str, torch.Tens
             obj = tensors
             break
         obj = inner
-    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}  # type: ignore[union-attr]
+    assert isinstance(obj, Mapping)  # every way out of the loop leaves a mapping
+    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         changed = True
@@ -147,6 +149,7 @@ def infer_config(sd: Mapping[str, torch.Tensor], *, source: str = "<state dict>"
     if ups != list(range(1, len(ups) + 1)) or not 1 <= len(ups) <= 3:
         raise WeightsError(f"{source}: unsupported upsampling convs {[f'conv_up{i}' for i in ups]}")
     up_out = sd["conv_up1.weight"].shape[0]
+    upsampler: Upsampler
     if up_out == 4 * num_feat:
         upsampler = "pixelshuffle"
     elif up_out == num_feat:

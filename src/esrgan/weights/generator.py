@@ -30,7 +30,7 @@ def build_generator(weights: LoadedWeights) -> RRDBNet:
     """RRDBNet with the weights loaded strictly, in eval mode."""
     # Built on the meta device: random initialisation of 16M parameters would be thrown away at once.
     with torch.device("meta"):
-        model = RRDBNet(**weights.config.to_dict())
+        model = RRDBNet.from_config(weights.config)
     state = {k: v.detach().to(torch.float32) for k, v in weights.state_dict.items()}
     try:
         model.load_state_dict(state, strict=True, assign=True)
