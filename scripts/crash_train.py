@@ -8,8 +8,10 @@ SIGKILL at a random moment of its training loop, by SIGKILL while a checkpoint i
 the temporary file of the atomic write appears in RUN/checkpoints), or by SIGTERM (which must write a
 checkpoint and exit 0); each next round resumes it with --resume. While a round runs, and after it ends,
 every checkpoint file seen on disk is loaded (through a hard link, so pruning cannot pull it away
-mid-read). A last round runs to the end; its release weights must equal the reference bit for bit, and no
-temporary file may be left. One summary line is printed; the exit status is 0 only when all checks held.
+mid-read). A last round runs to the end; its release weights must equal the reference bit for bit, its
+validation records in metrics.jsonl must equal the reference's (a resume drops what a killed attempt logged
+after its last checkpoint), and no temporary file may be left. One summary line is printed; the exit
+status is 0 only when all checks held.
 
 `tests/test_crash_safety.py` runs a short fixed sequence of the same rounds with this harness.
 """
@@ -17,6 +19,7 @@ temporary file may be left. One summary line is printed; the exit status is 0 on
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -77,6 +80,8 @@ class Trainer:
 
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    """``time.monotonic()`` at which each line arrived."""
     _reader: threading.Thread | None = None
 
     def __post_init__(self) -> None:
@@ -86,10 +91,17 @@ class Trainer:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            self.times.append(time.monotonic())
             self.lines.append(line.rstrip("\n"))
 
     def said(self, text: str) -> bool:
         return any(text in line for line in list(self.lines))
+
+    def when(self, *texts: str) -> float:
+        """When the first line holding all of ``texts`` arrived."""
+        return next(
+            t for t, line in zip(self.times, self.lines, strict=True) if all(x in line for x in texts)
+        )
 
     def running(self) -> bool:
         return self.proc.poll() is None
@@ -118,6 +130,8 @@ class CrashRun:
     """A folder on the run folder's file system for the hard links checkpoints are read through."""
     kills: int = 0
     write_kills: int = 0
+    """SIGKILLs that cut a checkpoint write (its temporary file was left behind)."""
+    random_kills: int = 0
     terms: int = 0
     resumes: int = 0
     verified: int = 0
@@ -189,23 +203,26 @@ class CrashRun:
         self.kills += 1
         self.check_checkpoints()
 
-    def sigkill_at_random(self, span: float) -> bool:
-        """SIGKILL a uniform random time (0..span s) into the training loop. False: it finished first."""
+    def sigkill_at_random(self, span: float) -> str | None:
+        """SIGKILL a uniform random time (0..span s) into the training loop; None: it finished first."""
         t = self.launch()
         self._started(t)
-        deadline = time.monotonic() + self.rng.uniform(0.0, span)
+        delay = self.rng.uniform(0.0, span)
+        deadline = time.monotonic() + delay
         if not self._watch(t, lambda: time.monotonic() >= deadline):
-            return self._finished(t)
+            self._finished(t)
+            return None
         t.proc.send_signal(signal.SIGKILL)
         self._after_kill(t)
-        return True
+        self.random_kills += 1
+        return f"SIGKILL {delay:.2f} s into the loop"
 
-    def sigkill_while_writing(self, nth: int = 1, *, stage: str = "") -> bool:
+    def sigkill_while_writing(self, nth: int = 1, *, stage: str = "") -> str | None:
         """SIGKILL as soon as the ``nth`` checkpoint write (of ``stage``, if given) has its temporary file.
 
         The folder is polled every millisecond without loading anything in between, so the kill lands
         inside the write (before the rename) in practice; it counts as a write kill only when the
-        temporary file is still there afterwards. False: the run finished first.
+        temporary file is still there afterwards. None: the run finished first.
         """
         t = self.launch()
         before = set(_temp_files(self.ckpt_dir))  # an earlier round's leftovers, removed at start
@@ -217,33 +234,39 @@ class CrashRun:
             return len(seen) >= nth and bool(new)
 
         if not self._watch(t, writing, poll=0.001, check=False):
-            return self._finished(t)
+            self._finished(t)
+            return None
         t.proc.send_signal(signal.SIGKILL)
         self._after_kill(t)
-        self.write_kills += any(n in seen for n in _temp_files(self.ckpt_dir))  # cut before its rename
-        return True
+        cut = [n for n in _temp_files(self.ckpt_dir) if n in seen]  # still there: killed before the rename
+        self.write_kills += bool(cut)
+        target = cut[0][1:].split(".tmp-")[0] if cut else "(the rename came first)"
+        return f"SIGKILL while writing checkpoint {nth}: {target}"
 
-    def sigterm(self, span: float) -> bool:
+    def sigterm(self, span: float) -> str | None:
         """SIGTERM a random time into the loop: exit 0 with a checkpoint of the iteration it stopped at."""
         t = self.launch()
         self._started(t)
-        deadline = time.monotonic() + self.rng.uniform(0.0, span)
+        delay = self.rng.uniform(0.0, span)
+        deadline = time.monotonic() + delay
         if not self._watch(t, lambda: time.monotonic() >= deadline):
-            return self._finished(t)
+            self._finished(t)
+            return None
         t.proc.send_signal(signal.SIGTERM)
         rc = t.end()
         stopped = [line for line in t.lines if line.startswith("stopped at ")]
         if rc != 0 or not stopped:
             if rc == 0 and t.said("finished:"):
-                return False  # the signal came after the last iteration
+                return None  # the signal came after the last iteration
             raise CrashCheckError(f"SIGTERM: expected a clean stop (exit 0), got exit {rc}:\n{t.output()}")
-        stage, _, iteration = stopped[0].split()[2:5]
-        path = self.ckpt_dir / f"{stage}_{int(iteration.rstrip(';')):08d}.pt"
-        if not path.is_file() or load_checkpoint(path).iteration != int(iteration.rstrip(";")):
+        stage, _, word = stopped[0].split()[2:5]
+        iteration = int(word.rstrip(";"))
+        path = self.ckpt_dir / f"{stage}_{iteration:08d}.pt"
+        if not path.is_file() or load_checkpoint(path).iteration != iteration:
             raise CrashCheckError(f"SIGTERM: no checkpoint {path} of the iteration it stopped at")
         self.terms += 1
         self.check_checkpoints()
-        return True
+        return f"SIGTERM {delay:.2f} s into the loop: exit 0, checkpoint {path.name}"
 
     def finish(self) -> None:
         """The last round: run to the end (exit 0), with nothing half-written left anywhere."""
@@ -254,12 +277,12 @@ class CrashRun:
         if left:
             raise CrashCheckError(f"temporary files left in {self.run_dir}: {left}")
 
-    def _finished(self, t: Trainer) -> bool:
+    def _finished(self, t: Trainer) -> None:
+        """The process ended by itself: it must have finished the run."""
         rc = t.end()
         if rc != 0 or not t.said("finished:"):
             raise CrashCheckError(f"trainer failed (exit {rc}):\n{t.output()}")
         self.check_checkpoints()
-        return False
 
 
 def _temp_files(folder: Path) -> list[str]:
@@ -287,6 +310,16 @@ def differing_weights(reference: Path, run: Path) -> list[str]:
     return bad
 
 
+def validation_log(run: Path) -> list[tuple[str, int, dict[str, float]]]:
+    """The run's validation records (RUN/metrics.jsonl), without their wall-clock times."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        (r["stage"], r["iter"], {k: v for k, v in r.items() if k not in ("stage", "split", "iter", "time")})
+        for r in records
+        if r["split"] == "val"
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kills", type=int, default=20, help="SIGKILLs (random moments and checkpoint writes).")
@@ -307,16 +340,25 @@ def main() -> int:
         train_command(reference, overrides), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, bufsize=1,
     ))  # fmt: skip
-    while not ref.said(STAGE_LINE) and ref.running():
-        time.sleep(0.05)
-    loop_start = time.monotonic()
     if ref.end() != 0:
         print(ref.output(), file=sys.stderr)
         return 1
-    loop_s = time.monotonic() - loop_start
-    # Random moments span the loop so that all the rounds together cover about 3/4 of it.
-    span = 1.5 * loop_s / (args.kills + args.terms)
-    print(f"reference: {time.monotonic() - t0:.0f} s ({loop_s:.1f} s of training); signal span {span:.2f} s")
+    end = time.monotonic()
+    gan_start = ref.when("gan:", STAGE_LINE)
+    pretrain_s, gan_s = gan_start - ref.when("pretrain:", STAGE_LINE), end - gan_start
+    print(
+        f"reference: {end - t0:.0f} s, of which {pretrain_s:.1f} s pretrain and {gan_s:.1f} s GAN", flush=True
+    )
+
+    def remaining_s(crash: CrashRun) -> float:
+        """Training time left after the latest checkpoint, by the reference's pace."""
+        done = list_checkpoints(crash.ckpt_dir)
+        if not done:
+            return pretrain_s + gan_s
+        stage, iteration = done[-1].stem.split("_")
+        if stage == "pretrain":
+            return (1 - int(iteration) / args.pretrain) * pretrain_s + gan_s
+        return (1 - int(iteration) / args.gan) * gan_s
 
     rng = random.Random(args.seed)
     crash = CrashRun(
@@ -327,35 +369,38 @@ def main() -> int:
     rng.shuffle(rounds)
     ended_early = False
     try:
-        for kind in rounds:
+        for i, kind in enumerate(rounds):
+            # Random moments spread over what is left, so that the signals cover both stages and the
+            # last one still lands before the end.
+            left = remaining_s(crash)
+            span = max(0.2, min(0.6 * left, 1.5 * left / (len(rounds) - i)))
             if kind == "term":
-                going = crash.sigterm(span)
+                what = crash.sigterm(span)
             elif rng.random() < 0.4:
-                going = crash.sigkill_while_writing(rng.randint(1, 3))
+                what = crash.sigkill_while_writing(rng.randint(1, 3))
             else:
-                going = crash.sigkill_at_random(span)
-            print(
-                f"  round {crash.kills + crash.terms}: {kind}; checkpoints now "
-                f"{[p.name for p in list_checkpoints(crash.ckpt_dir)]}",
-                flush=True,
-            )
-            if not going:
+                what = crash.sigkill_at_random(span)
+            if what is None:
                 ended_early = True
                 break
+            now = [p.name for p in list_checkpoints(crash.ckpt_dir)]
+            print(f"  round {i + 1}: {what}; checkpoints now {', '.join(now)}", flush=True)
         if not ended_early:
             crash.finish()
         bad = differing_weights(reference, crash.run_dir)
+        same_log = validation_log(reference) == validation_log(crash.run_dir)
     except CrashCheckError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
-        bad = ["(check failed)"]
+        bad, same_log = ["(check failed)"], False
+    missed = crash.kills - crash.write_kills - crash.random_kills
     print(
-        f"kills {crash.kills} ({crash.write_kills} during a checkpoint write, "
-        f"{crash.kills - crash.write_kills} at random moments), sigterm stops {crash.terms}, "
-        f"resumes {crash.resumes}, checkpoints verified {crash.verified}, "
-        f"final weights equal: {'no' if bad else 'yes'}"
-        + (" (run ended before the last signal)" if ended_early else "")
+        f"kills {crash.kills} ({crash.write_kills} inside a checkpoint write, {crash.random_kills} at random "
+        f"moments" + (f", {missed} aimed at a write that had just been renamed" if missed else "") + "), "
+        f"sigterm stops {crash.terms}, resumes {crash.resumes}, checkpoints verified {crash.verified}, "
+        f"final weights equal: {'no' if bad else 'yes'}, validation log equal: {'yes' if same_log else 'no'}"
+        + (" (the run finished before the last signal)" if ended_early else "")
     )
-    return 1 if bad else 0
+    return 1 if bad or not same_log else 0
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 moments and inside checkpoint writes) and SIGTERM, each followed by --resume, end on the uninterrupted
 run's weights bit for bit, with every checkpoint seen on disk loadable. A full disk is a one-line error
 that keeps the previous checkpoint and leaves no temporary file; an unreadable newest checkpoint is set
-aside with a warning. The harness is `scripts/crash_train.py` (which runs many more rounds)."""
+aside with a warning, and what was logged after the checkpoint a resume continues is dropped. The
+harness is `scripts/crash_train.py` (which runs many more rounds)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
 import shutil
@@ -71,6 +73,7 @@ def test_killed_and_terminated_runs_resume_to_the_uninterrupted_weights(
     assert crash.terms == 1 and crash.resumes == crash.kills + crash.terms, where
     assert crash.verified >= 4, where  # checkpoints loaded while the rounds ran and after each ended
     assert crash_train.differing_weights(reference, run) == [], where
+    assert crash_train.validation_log(run) == crash_train.validation_log(reference), where
 
 
 def test_full_disk_is_a_one_line_error_that_keeps_the_previous_checkpoint(
@@ -118,6 +121,8 @@ def test_an_unreadable_newest_checkpoint_is_set_aside_with_a_warning(
     train(cfg, run_dir=run, stage="pretrain", stop_after=3, progress=False, console=lambda s: None)
     newest = run / "checkpoints" / "pretrain_00000003.pt"
     newest.write_bytes(newest.read_bytes()[:100_000])  # cut short, as by a machine crash before fsync
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as log:
+        log.write('{"stage": "pretrain", "split": "tr')  # a record cut short by the crash
     lines: list[str] = []
     result = train(cfg, run_dir=run, stage="pretrain", resume=True, stop_after=2, console=lines.append)
     warnings = [line for line in lines if line.startswith("warning:")]
@@ -132,6 +137,9 @@ def test_an_unreadable_newest_checkpoint_is_set_aside_with_a_warning(
     ]
     assert load_checkpoint(newest).iteration == 3  # written again, whole
     assert (run / "checkpoints" / "pretrain_00000003.pt.unreadable").stat().st_size == 100_000
+    # The log reads as if iteration 3 had been run once: what was logged after checkpoint 2 is gone.
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["split"], r["iter"]) for r in records] == [("train", 2), ("val", 3), ("train", 4)]
 
 
 def test_only_temporary_files_of_atomic_writes_are_removed_as_stale(tmp_path: Path) -> None:

@@ -404,3 +404,16 @@ def test_resume_file_of_an_unknown_format_is_refused_in_one_line(
     res = CliRunner().invoke(app, args)
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert [line for line in res.output.splitlines() if "format 2" in line] == [f"error: {message}"]
+
+
+def test_command_line_config_comes_from_the_run_folder_when_resuming(tmp_path: Path) -> None:
+    from esrgan.training import ConfigError, load_run_config, save_config
+
+    cfg, run_dir = load_run_config(str(CONFIGS / "smoke.yaml"), ["batch_size=3"], run_dir=None, resume=None)
+    assert cfg.batch_size == 3 and run_dir == Path("runs") / "smoke"
+    save_config(cfg, tmp_path / "config.yaml")
+    # `esrgan train --resume --run-dir RUN key=value`: the first argument is an override, not a file.
+    cfg, run_dir = load_run_config("batch_size=5", ["seed=7"], run_dir=tmp_path, resume=True)
+    assert (cfg.batch_size, cfg.seed, run_dir) == (5, 7, tmp_path)
+    with pytest.raises(ConfigError, match="CONFIG is required"):
+        load_run_config(None, [], run_dir=tmp_path, resume=None)

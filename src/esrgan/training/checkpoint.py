@@ -254,7 +254,9 @@ def load_latest(ckpt_dir: Path) -> Latest | None:
         except CheckpointError as exc:
             unreadable.append((path, str(exc)))
     if unreadable:
-        raise CheckpointError(f"no readable checkpoint in {ckpt_dir}: {unreadable[0][1]}")
+        raise CheckpointError(
+            f"no readable checkpoint in {ckpt_dir} ({unreadable[0][1]}); move its files away to start over"
+        )
     return None
 
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from esrgan.training import distributed as ddp
 from esrgan.training.config import Config
+from esrgan.utils import atomic_write
 
 # Every rank must join the reduction of a logging window with the same keys, even after skipped steps.
 TRAIN_KEYS = {
@@ -29,10 +30,23 @@ TRAIN_KEYS = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class LogStart:
+    """Where a (re)started run's logs go on: records after it are from an attempt that was killed before
+    its next checkpoint, and are dropped so that a resumed run's logs read as if it had never stopped."""
+
+    stage: str
+    iteration: int
+    global_step: int
+    """``iteration`` on the one axis of both stages (GAN steps follow the pretrain stage)."""
+
+
 class RunLogger:
     """Writes scalar records and image grids; every sink is optional except ``metrics.jsonl``."""
 
-    def __init__(self, *, run_dir: Path, config: Config, enabled: bool = True) -> None:
+    def __init__(
+        self, *, run_dir: Path, config: Config, enabled: bool = True, start: LogStart | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
         self.config = config
@@ -43,11 +57,15 @@ class RunLogger:
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
+        if start is not None:
+            _drop_records_after(run_dir / "metrics.jsonl", start)
         self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - long-lived
         if config.logging.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            # purge_step hides the killed attempt's events from that step on.
+            purge = start.global_step + 1 if start is not None else None
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
         if config.logging.wandb:
             try:
                 import wandb
@@ -110,6 +128,26 @@ class RunLogger:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+
+def _drop_records_after(path: Path, start: LogStart) -> None:
+    """Rewrite ``metrics.jsonl`` (atomically) without the records after ``start`` or cut short."""
+    if not path.is_file():
+        return
+    order = {"pretrain": 0, "gan": 1}
+    limit = (order[start.stage], start.iteration)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+            if (order[record["stage"]], int(record["iter"])) <= limit and line.endswith("\n"):
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    if len(kept) < len(lines):
+        with atomic_write(path) as tmp:
+            tmp.write_text("".join(kept), encoding="utf-8")
 
 
 def _wandb_id(run_dir: Path) -> str:

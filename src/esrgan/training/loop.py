@@ -2,7 +2,10 @@
 
 Stage ``pretrain`` (PSNR-oriented) updates G with the content loss; stage ``gan`` starts from a
 PSNR-oriented G and updates G with D frozen, then D (``steps.py``). One loop serves both: it steps,
-logs, validates and checkpoints every N iterations and stops cleanly on SIGINT/SIGTERM.
+logs, validates and checkpoints every N iterations and stops cleanly on SIGINT/SIGTERM (a checkpoint,
+then a normal return). Killed outright (SIGKILL, OOM, power), a run resumes from its last checkpoint to
+the same weights as if never stopped: every file is written atomically, a start clears what killed
+writes left, and a newest checkpoint that cannot be read is set aside (``*.pt.unreadable``).
 
 Run folder layout::
 
@@ -43,7 +46,7 @@ from esrgan.training.checkpoint import (
 from esrgan.training.config import STAGES, Config, StageName
 from esrgan.training.config_io import save_config
 from esrgan.training.errors import TrainingError, io_reason
-from esrgan.training.logging import ProgressLog, RunLogger
+from esrgan.training.logging import LogStart, ProgressLog, RunLogger
 from esrgan.training.release import ReleaseWriter, release_stage
 from esrgan.training.runtime import Runtime, start_runtime
 from esrgan.training.sampling import dataset_size
@@ -124,7 +127,8 @@ def train(
             if rt.dist.is_main:
                 _prepare_run_dir(run_dir, config, say=say)
             try:
-                logger = RunLogger(run_dir=run_dir, config=config, enabled=rt.dist.is_main)
+                log_start = _log_start(start, finished_pretrain, first=stages[0])
+                logger = RunLogger(run_dir=run_dir, config=config, enabled=rt.dist.is_main, start=log_start)
             except (ImportError, RuntimeError, OSError) as exc:
                 raise TrainingError(f"logging: {exc}") from exc
             try:
@@ -162,14 +166,27 @@ def _run_stages(run: _Run, stages: list[StageName], start: TrainingState | None)
     return result
 
 
+def _log_start(start: TrainingState | None, finished_pretrain: int | None, *, first: StageName) -> LogStart:
+    """Where this call's logs continue: the checkpoint, the start of ``--stage gan``, or the very start."""
+    if start is not None:
+        offset = start.log_offset if start.stage == "gan" else 0
+        return LogStart(stage=start.stage, iteration=start.iteration, global_step=offset + start.iteration)
+    if finished_pretrain is not None:
+        return LogStart(stage="gan", iteration=0, global_step=finished_pretrain)
+    return LogStart(stage=first, iteration=0, global_step=0)
+
+
 def _prepare_run_dir(run_dir: Path, config: Config, *, say: Callable[[str], None]) -> None:
     """Rank 0: the run folder with its resolved config, cleared of what killed writes left behind."""
     run_dir.mkdir(parents=True, exist_ok=True)
     stale = [
-        p for d in (run_dir, run_dir / "checkpoints", run_dir / "weights") for p in remove_stale_temp_files(d)
+        p.name
+        for d in (run_dir, run_dir / "checkpoints", run_dir / "weights")
+        for p in remove_stale_temp_files(d)
     ]
     if stale:
-        say(f"note: removed {len(stale)} unfinished file(s) of an interrupted write ({stale[0].name}, ...)")
+        more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+        say(f"note: removed the temporary file of an interrupted write: {stale[0]}{more}")
     save_config(config, run_dir / "config.yaml")
 
 
