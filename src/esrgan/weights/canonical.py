@@ -266,9 +266,11 @@ def check_values(sd: Mapping[str, torch.Tensor], *, source: str) -> None:
 
 
 def canonicalize(
-    sd: Mapping[str, object], *, metadata: Mapping[str, str] | None = None, source: str = "<state dict>"
+    sd: object, *, metadata: Mapping[str, str] | None = None, source: str = "<state dict>"
 ) -> tuple[dict[str, torch.Tensor], RRDBNetConfig, str]:
     """Return (state dict with BasicSR keys, inferred architecture, source layout name).
+
+    `sd` is a state dict or any checkpoint object holding one, as loaded from a file (see `unwrap`).
 
     `metadata` (safetensors metadata written by `save_generator`) gives the architecture; it wins over
     inference (e.g. for the residual scale, which shapes cannot show) but must agree with the shapes.

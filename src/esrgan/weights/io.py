@@ -167,7 +167,7 @@ def load_weights(path: str | os.PathLike[str]) -> LoadedWeights:
     """Read any supported file and canonicalise it (keys, architecture, layout name)."""
     path = Path(path)
     content, metadata, is_ncnn = read_weights_file(path)
-    sd, config, layout = canonicalize(content, metadata=metadata, source=str(path))  # type: ignore[arg-type]
+    sd, config, layout = canonicalize(content, metadata=metadata, source=str(path))
     return LoadedWeights(
         state_dict=sd,
         config=config,
