@@ -37,9 +37,11 @@ _BYTES_PER_PIXEL = {
     ("device", "torch", "fp32"): 10.0,
     ("device", "torch", "half"): 5.0,
 }
-# Bytes per output value held outside the tiles: the float32 output buffer, the one float copy that
-# quantising for a file makes, and the 8-bit array plus the encoder's copy of it.
-OUTPUT_BYTES_PER_VALUE = 10
+# Bytes per output value: while tiles run, the float32 output buffer; once they are done (activations
+# freed), that buffer, the one float copy that quantising for a file makes, and the 8-bit array plus
+# the encoder's copy of it.
+OUTPUT_BYTES_WHILE_TILING = 4
+OUTPUT_BYTES_WHEN_WRITING = 10
 # Bytes per input value: the float32 input and its padded copy.
 INPUT_BYTES_PER_VALUE = 8
 # Largest activation (elements) kept below 2**31: some CUDA kernels index with int32.
@@ -152,12 +154,14 @@ class CostModel:
     def max_tile_for_elements(self) -> int:
         return math.isqrt(self.max_tile_pixels())
 
-    def image_bytes(self, image_hw: tuple[int, int], *, batch: int = 1) -> int:
-        """CPU bytes held for the whole image while tiles run: input copies and the output buffers."""
+    def image_bytes(self, image_hw: tuple[int, int], *, batch: int = 1, writing: bool = False) -> int:
+        """CPU bytes held for the whole image: the input copies and the output buffer while tiles run,
+        or (`writing`) the output with what writing it to a file adds, once the tiles are done."""
         h, w = image_hw
-        inputs = INPUT_BYTES_PER_VALUE * batch * self.in_ch * h * w
-        outputs = OUTPUT_BYTES_PER_VALUE * batch * self.out_ch * h * w * self.scale**2
-        return inputs + outputs
+        outputs = batch * self.out_ch * h * w * self.scale**2
+        if writing:
+            return OUTPUT_BYTES_WHEN_WRITING * outputs
+        return INPUT_BYTES_PER_VALUE * batch * self.in_ch * h * w + OUTPUT_BYTES_WHILE_TILING * outputs
 
     def tile_bytes(
         self,
@@ -183,10 +187,12 @@ class CostModel:
         runtime: str = "torch",
     ) -> int:
         """Estimated peak bytes an upscale adds on top of the loaded model: on the CPU the image's
-        buffers plus one tile's activations; on an accelerator (whose outputs go to the CPU) the tile's."""
+        buffers plus one tile's activations, or writing the output once the tiles are done, whichever
+        is larger; on an accelerator (whose outputs go to the CPU) the tile's activations."""
         tile = self.tile_bytes(tile_hw, batch=batch, dtype=dtype, device_type=device_type, runtime=runtime)
         if device_type in ("cpu", "mps"):
-            return tile + self.image_bytes(image_hw, batch=batch)
+            tiling = tile + self.image_bytes(image_hw, batch=batch)
+            return max(tiling, self.image_bytes(image_hw, batch=batch, writing=True))
         return tile
 
 
@@ -363,9 +369,10 @@ def tile_pixels_for_budget(
 ) -> int:
     """Largest tile area (input pixels) whose peak (`CostModel.peak_bytes`) fits in `budget` bytes
     (0 when not even the image's buffers fit), capped by int32 indexing."""
-    spare = budget - cost.peak_bytes(
-        image_hw, (0, 0), batch=batch, dtype=dtype, device_type=device_type, runtime=runtime
-    )
+    if budget < cost.peak_bytes(image_hw, (0, 0), batch=batch, dtype=dtype, device_type=device_type):
+        return 0  # not even the image's buffers fit
+    held = cost.image_bytes(image_hw, batch=batch) if device_type in ("cpu", "mps") else 0
+    spare = budget - held
     per_px = cost.activation_bytes_per_pixel(dtype=dtype, device_type=device_type, runtime=runtime) * batch
     return max(0, min(int(spare / per_px), cost.max_tile_pixels() // max(batch, 1)))
 
