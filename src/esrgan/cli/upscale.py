@@ -217,7 +217,11 @@ def _tile_bar(job: Job, n_tiles: int) -> Iterator[ProgressFn]:
     with tqdm(
         total=n_tiles, desc=job.src.name, unit="tile", leave=False, disable=off, file=sys.stderr
     ) as bar:
-        yield lambda done, total: bar.update(1)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(1)
+
+        yield advance
 
 
 def register(app: typer.Typer) -> None:

@@ -596,9 +596,9 @@ def write_image(
     fmt = format_for_path(path)
     channels = image.pixels if image.alpha is None else torch.cat([image.pixels, image.alpha], 0)
     if image.bit_depth == 16 and fmt == "PNG":
-        encoded = encode_png16(_quantise(channels, 65535, np.uint16), icc_profile=image.icc_profile)
+        png16 = encode_png16(_quantise(channels, 65535, np.uint16), icc_profile=image.icc_profile)
         with atomic_write(path) as tmp:
-            tmp.write_bytes(encoded)
+            tmp.write_bytes(png16)
         return path
     pil = Image.fromarray(_quantise(channels, 255, np.uint8))
     kwargs = _save_kwargs(fmt, quality, image.icc_profile)
