@@ -30,13 +30,14 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	ESRGAN_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-# mypy on src, settings in pyproject.toml ([tool.mypy]).
+# mypy on src, settings in pyproject.toml ([tool.mypy]); `make test` runs it after ruff.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
