@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from esrgan.training import distributed as ddp
-from esrgan.training.config import Config
+from esrgan.training.config import STAGES, Config
 from esrgan.utils import atomic_write
 
 # Every rank must join the reduction of a logging window with the same keys, even after skipped steps.
@@ -134,14 +134,13 @@ def _drop_records_after(path: Path, start: LogStart) -> None:
     """Rewrite ``metrics.jsonl`` (atomically) without the records after ``start`` or cut short."""
     if not path.is_file():
         return
-    order = {"pretrain": 0, "gan": 1}
-    limit = (order[start.stage], start.iteration)
+    limit = (STAGES.index(start.stage), start.iteration)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = []
     for line in lines:
         try:
             record = json.loads(line)
-            if (order[record["stage"]], int(record["iter"])) <= limit and line.endswith("\n"):
+            if (STAGES.index(record["stage"]), int(record["iter"])) <= limit and line.endswith("\n"):
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by a kill

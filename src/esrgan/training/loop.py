@@ -5,7 +5,8 @@ PSNR-oriented G and updates G with D frozen, then D (``steps.py``). One loop ser
 logs, validates and checkpoints every N iterations and stops cleanly on SIGINT/SIGTERM (a checkpoint,
 then a normal return). Killed outright (SIGKILL, OOM, power), a run resumes from its last checkpoint to
 the same weights as if never stopped: every file is written atomically, a start clears what killed
-writes left, and a newest checkpoint that cannot be read is set aside (``*.pt.unreadable``).
+writes left, a newest checkpoint that cannot be read is set aside (``*.pt.unreadable``), and what the
+killed attempt logged after its last checkpoint is dropped from metrics.jsonl and TensorBoard.
 
 Run folder layout::
 
