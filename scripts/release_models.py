@@ -1,0 +1,182 @@
+"""Release this project's trained generators into the package (`esrgan-x4-psnr`, `-gan`, `-interp`).
+
+    .venv/bin/python scripts/release_models.py --run runs/cpu_esrgan_x4 \
+        --data-root ../shared/datasets --weights-root ../shared/weights
+
+For each release: pick the raw or EMA weights of the run by BSDS500 val (BSD100) alone (PSNR-Y for the
+PSNR model, LPIPS for the GAN model; Set5/Set14 never choose anything), build the alpha-0.8 interpolation,
+store fp16 tensors when the fp16 model's output stays >= 50 dB PSNR from the fp32 output (else fp32),
+measure Set5/Set14 with `esrgan test` and write everything into the safetensors metadata. Prints the
+tensor sha256 values to pin in `esrgan.weights.zoo.REGISTRY`. `--sweep` also measures alpha 0, 0.2, ..., 1
+on Set5/Set14 and draws the PSNR-vs-LPIPS curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from esrgan.models import RRDBNet
+from esrgan.weights import load_weights, save_state_dict
+from esrgan.weights.canonical import state_dict_sha256
+from esrgan.weights.generator import interpolate_state_dicts
+
+ESRGAN = [sys.executable, "-m", "esrgan"]
+ALPHA = 0.8
+
+
+def esrgan_test(model: Path, datasets: str, args: argparse.Namespace, out: Path) -> dict[str, dict]:
+    """Mean metrics per dataset from `esrgan test` (the same command the README shows)."""
+    cmd = [
+        *ESRGAN, "test", "--model", str(model), "--datasets", datasets,
+        "--data-root", str(args.data_root), "--out-dir", str(out), "--figures", "none",
+        "--lpips-vgg", str(args.weights_root / "vgg16_imagenet_features.safetensors"),
+        "--lpips-heads", str(args.weights_root / "lpips_vgg_v0.1_heads.safetensors"),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    results = json.loads((out / "results.json").read_text())
+    return {name: d["mean"] for name, d in results["datasets"].items()}
+
+
+def choose(run: Path, stem: str, key: str, args: argparse.Namespace, work: Path) -> Path:
+    """The raw or EMA weights of a stage, whichever scores better on BSDS500 val."""
+    scores = {}
+    for name in (stem, f"{stem}_ema"):
+        path = run / "weights" / f"{name}.safetensors"
+        if path.is_file():
+            scores[path] = esrgan_test(path, "bsds100", args, work / f"val_{name}")["bsds100"][key]
+            print(f"  {path.name}: BSDS500 val {key} {scores[path]:.4f}")
+    if not scores:
+        raise SystemExit(f"{run}/weights: no {stem}*.safetensors (has the stage finished?)")
+    best = max(scores, key=scores.get) if key != "lpips" else min(scores, key=scores.get)  # type: ignore[arg-type]
+    return best
+
+
+def fp16_ok(sd: dict[str, torch.Tensor], arch: RRDBNet) -> tuple[bool, float]:
+    """Whether fp16 storage keeps the output within 50 dB of fp32 (on a smooth + noisy test pattern)."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.linspace(0, 1, 64)[None, None, :, None] * torch.ones(1, 3, 64, 64)).clamp(0, 1)
+    x = (x + 0.1 * torch.rand(1, 3, 64, 64, generator=gen)).clamp(0, 1)
+    arch.load_state_dict(sd)
+    with torch.no_grad():
+        ref = arch(x).clamp(0, 1)
+        arch.load_state_dict({k: v.half().float() for k, v in sd.items()})
+        out = arch(x).clamp(0, 1)
+    mse = float(((ref - out) ** 2).mean())
+    db = 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-20))).item()
+    return db >= 50.0, db
+
+
+def release(
+    name: str, sd: dict[str, torch.Tensor], config, meta: dict[str, str], args: argparse.Namespace, work: Path
+) -> dict:
+    ok, db = fp16_ok(sd, RRDBNet(**config.to_dict()).eval())
+    stored = {k: (v.half() if ok else v.float()) for k, v in sd.items()}
+    target = args.out / f"{name}.safetensors"
+    meta = {**meta, "esrgan.name": name, "storage": "fp16" if ok else "fp32", "fp16_vs_fp32_db": f"{db:.1f}"}
+    save_state_dict(stored, config, target, metadata=meta)
+    scores = esrgan_test(target, "set5,set14", args, work / f"test_{name}")
+    for ds, m in scores.items():
+        for key in ("psnr_y", "ssim_y", "lpips"):
+            meta[f"{ds}_{key}"] = f"{m[key]:.4f}"
+    save_state_dict(stored, config, target, metadata=meta)  # same tensors, measured numbers added
+    digest = state_dict_sha256(load_weights(target).state_dict)
+    print(f"{name}: {target} ({target.stat().st_size / 1e6:.1f} MB, {meta['storage']}, {db:.1f} dB) "
+          f"tensors_sha256 {digest}")  # fmt: skip
+    for ds, m in scores.items():
+        print(f"  {ds}: PSNR {m['psnr_y']:.2f} SSIM {m['ssim_y']:.4f} LPIPS {m['lpips']:.3f}")
+    return {"path": str(target), "tensors_sha256": digest, "scores": scores}
+
+
+def sweep(psnr_sd: dict, gan_sd: dict, config, args: argparse.Namespace, work: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for i in range(6):
+        alpha = round(0.2 * i, 1)
+        path = work / f"sweep_{alpha}.safetensors"
+        save_state_dict(interpolate_state_dicts(psnr_sd, gan_sd, alpha), config, path)
+        scores = esrgan_test(path, "set5,set14", args, work / f"sweep_{alpha}")
+        rows.append({"alpha": alpha, **{ds: m for ds, m in scores.items()}})
+        print(
+            f"alpha {alpha}: "
+            + ", ".join(f"{ds} {m['psnr_y']:.2f} dB / {m['lpips']:.3f}" for ds, m in scores.items())
+        )
+    (args.figures / "interp_sweep.json").write_text(json.dumps(rows, indent=1))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for ds, marker in (("set5", "o"), ("set14", "s")):
+        xs = [r[ds]["lpips"] for r in rows]
+        ys = [r[ds]["psnr_y"] for r in rows]
+        ax.plot(xs, ys, marker=marker, label=ds.capitalize())
+        for r, x, y in zip(rows, xs, ys, strict=True):
+            ax.annotate(f"{r['alpha']:.1f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("LPIPS (lower is better)")
+    ax.set_ylabel("PSNR-Y, dB (higher is better)")
+    ax.set_title("Network interpolation: alpha from 0 (PSNR) to 1 (GAN)")
+    ax.invert_xaxis()
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.figures / "interp_sweep.png", dpi=120)
+    print(f"sweep: {args.figures / 'interp_sweep.png'}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True, help="run folder of `esrgan train` (both stages done)")
+    p.add_argument("--data-root", type=Path, required=True, help="folder with BSDS500/, Set5/, Set14/")
+    p.add_argument("--weights-root", type=Path, required=True, help="folder with the VGG16 and LPIPS files")
+    p.add_argument("--out", type=Path, default=Path("src/esrgan/weights/release"))
+    p.add_argument("--figures", type=Path, default=Path("docs/images"))
+    p.add_argument("--psnr-only", action="store_true", help="release only esrgan-x4-psnr (stage 1 done)")
+    p.add_argument("--sweep", action="store_true", help="also measure the alpha sweep and draw it")
+    args = p.parse_args()
+    config_file = args.run / "config.yaml"
+    base = {
+        "source": "esrgan train",
+        "training_config_sha256": hashlib.sha256(config_file.read_bytes()).hexdigest(),
+        "training_data": "BSDS500 train+test (400 images), x4 MATLAB bicubic; validation BSDS500 val",
+        "evaluation": "esrgan test, x4, Y channel BT.601, border 4, LR regenerated from HR",
+    }
+    summary = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print("choosing the PSNR model on BSDS500 val")
+        psnr_path = choose(args.run, "pretrain_g", "psnr_y", args, work)
+        psnr = load_weights(psnr_path)
+        meta = {**base, **{f"train_{k}": v for k, v in psnr.metadata.items() if k in ("stage", "iteration")}}
+        summary["esrgan-x4-psnr"] = release("esrgan-x4-psnr", psnr.state_dict, psnr.config, meta, args, work)
+        if not args.psnr_only:
+            print("choosing the GAN model on BSDS500 val")
+            gan_path = choose(args.run, "gan_g", "lpips", args, work)
+            gan = load_weights(gan_path)
+            meta = {
+                **base,
+                **{f"train_{k}": v for k, v in gan.metadata.items() if k in ("stage", "iteration")},
+            }
+            summary["esrgan-x4-gan"] = release("esrgan-x4-gan", gan.state_dict, gan.config, meta, args, work)
+            mixed = interpolate_state_dicts(psnr.state_dict, gan.state_dict, ALPHA)
+            meta = {
+                **base,
+                "interpolation_alpha": str(ALPHA),
+                "psnr_from": psnr_path.name,
+                "gan_from": gan_path.name,
+            }
+            summary["esrgan-x4-interp"] = release("esrgan-x4-interp", mixed, gan.config, meta, args, work)
+            if args.sweep:
+                sweep(psnr.state_dict, gan.state_dict, gan.config, args, work)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
