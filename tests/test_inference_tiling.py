@@ -393,3 +393,30 @@ def test_upscaler_max_memory_below_what_is_held_is_a_clear_error():
         up.upscale(torch.rand(1, 3, 64, 64))
     with pytest.raises(ValueError, match="max_memory"):
         Upscaler(_tiny(), max_memory=0)
+
+
+def test_upscale_command_takes_a_memory_budget(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from esrgan.cli import app
+    from esrgan.weights import save_generator
+
+    weights = tmp_path / "tiny.safetensors"
+    save_generator(_tiny(num_block=1), weights)
+    Image.new("RGB", (40, 30), (120, 60, 30)).save(tmp_path / "in.png")
+
+    def run(*extra: str):
+        args = ["upscale", str(tmp_path / "in.png"), "-m", str(weights), "-o", str(tmp_path / "out")]
+        return CliRunner().invoke(app, [*args, "--device", "cpu", "--overwrite", "-q", *extra])
+
+    ok = run("--max-memory", "8GiB")
+    assert ok.exit_code == 0, ok.output
+    assert Image.open(tmp_path / "out" / "in_sr.png").size == (160, 120)
+    # Less than the process already holds: that file fails with the reason, nothing is written.
+    (tmp_path / "out" / "in_sr.png").unlink()
+    tight = run("--max-memory", "1MiB")
+    assert tight.exit_code == 1 and "needs at least" in tight.output and "1.0 MiB" in tight.output
+    assert not (tmp_path / "out" / "in_sr.png").exists()
+    bad = run("--max-memory", "2 bananas")
+    assert bad.exit_code == 2 and "memory size" in bad.output
