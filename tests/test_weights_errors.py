@@ -6,10 +6,12 @@ and `esrgan.weights.load_generator(FILE)`.
 
 from __future__ import annotations
 
+import functools
 import io
 import pathlib
 import pickle
 import re
+import tempfile
 import zipfile
 from collections.abc import Callable
 
@@ -269,13 +271,19 @@ def test_a_good_file_still_loads_and_upscales(tmp_path: pathlib.Path) -> None:
     assert Image.open(tmp_path / "in_sr.png").size == (12, 12)
 
 
-@pytest.fixture(scope="module")
-def good_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    tmp = tmp_path_factory.mktemp("good")
-    return {".safetensors": _good_safetensors(tmp).read_bytes(), ".pth": _good_pth(tmp).read_bytes()}
+@functools.cache
+def _good_bytes(suffix: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        make = _good_safetensors if suffix == ".safetensors" else _good_pth
+        return make(pathlib.Path(tmp)).read_bytes()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     suffix=st.sampled_from([".safetensors", ".pth"]),
     edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8),
@@ -283,12 +291,11 @@ def good_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 )
 def test_mutated_weights_load_or_give_one_line(
     tmp_path: pathlib.Path,
-    good_files: dict[str, bytes],
     suffix: str,
     edits: list[tuple[float, int]],
     cut: float | None,
 ) -> None:
-    data = bytearray(good_files[suffix])
+    data = bytearray(_good_bytes(suffix))
     for where, value in edits:
         data[min(len(data) - 1, int(where * len(data)))] = value
     if cut is not None:

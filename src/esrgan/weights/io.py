@@ -97,6 +97,13 @@ def _load_torch(path: Path) -> object:
         if isinstance(exc, (EOFError, OSError)) or "zip archive" in first:
             first = f"truncated or damaged: {first}"
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # The weights-only unpickler meets a damaged stream with KeyError, AttributeError, IndexError, ...
+        # (seen with hypothesis-mutated files): still a damaged file, not a bug to show as a traceback.
+        detail = f"{type(exc).__name__}: {_first_line(str(exc))}".rstrip(": ")
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (damaged: {detail})") from None
 
 
 def read_weights_file(path: str | os.PathLike[str]) -> tuple[object, dict[str, str], bool]:
