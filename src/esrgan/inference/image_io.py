@@ -455,7 +455,7 @@ def _decode_file(path: str | os.PathLike[str], max_pixels: int | None) -> _Decod
     icc = img.info.get("icc_profile") or None
     try:
         orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except (MemoryError, KeyboardInterrupt):
+    except MemoryError:
         raise
     except Exception:
         orientation = 1  # unreadable EXIF: keep the stored orientation rather than refuse the image
