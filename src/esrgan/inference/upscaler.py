@@ -181,7 +181,8 @@ class Upscaler:
     def plan_for(self, height: int, width: int, batch: int = 1) -> TilePlan:
         """The tiles `upscale` runs for an image of this size (of the image padded to the model's input
         multiple): the explicit `tile`, or for `"auto"` the split computing the fewest pixels whose tile
-        fits `max_tile_pixels`."""
+        fits `max_tile_pixels`. The last plan is kept for the next call with the same size, so a
+        progress bar's tile count and the run agree even when free memory moves in between."""
         key = (height, width, batch, self.max_memory)
         if self._last_plan is not None and self._last_plan[0] == key:
             return self._last_plan[1]
