@@ -166,5 +166,7 @@ def test_import_does_no_io(tmp_path) -> None:
         "    importlib.import_module(m.name)\n"
         "assert not opened, opened\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert r.returncode == 0, r.stderr
