@@ -12,8 +12,18 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from _image_fixtures import cmyk_icc_profile
 from esrgan.inference import ImageData, ImageError, read_image, read_rgb, write_image
-from esrgan.inference.image_io import apply_orientation, decode_png16, encode_png16, format_for_path
+from esrgan.inference.image_io import (
+    ImageInfo,
+    apply_orientation,
+    decode_png16,
+    encode_image,
+    encode_png16,
+    format_for_path,
+    probe_image,
+    sniff_format,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -431,3 +441,115 @@ def test_image_data_validation():
         ImageData(pixels=torch.rand(3, 4, 4), alpha=torch.rand(1, 4, 5))
     with pytest.raises(ValueError, match="bit_depth"):
         ImageData(pixels=torch.rand(3, 4, 4), bit_depth=12)
+
+
+# ------------------------------------------------------------------------------- in-memory sources
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_bytes_and_file_objects_read_like_the_file(tmp_path):
+    arr = _rgb8(7, 5)
+    data = _png_bytes(arr)
+    (tmp_path / "a.png").write_bytes(data)
+    from_path = read_image(tmp_path / "a.png")
+    assert from_path.source == tmp_path / "a.png"
+    for source in (data, io.BytesIO(data), (tmp_path / "a.png").open("rb")):
+        image = read_image(source)
+        assert image.source is None and image.format == "PNG"
+        assert torch.equal(image.pixels, from_path.pixels)
+        assert np.array_equal(read_rgb(data), arr)
+    png16 = encode_png16(RNG.integers(0, 65536, size=(4, 6, 3), dtype=np.uint16))
+    assert read_image(png16).bit_depth == 16 and read_rgb(io.BytesIO(png16)).dtype == np.uint16
+
+
+def test_in_memory_errors_are_named_and_have_a_kind(tmp_path):
+    with pytest.raises(ImageError, match=r"^<memory>: not an image") as info:
+        read_image(b"hello" * 20)
+    assert info.value.kind == "unsupported"
+    with pytest.raises(ImageError, match=r"^upload: 10x10 = 0\.0 MP is above the limit") as info:
+        read_image(_png_bytes(_rgb8(10, 10)), max_pixels=99, name="upload")
+    assert info.value.kind == "too_large"
+    with pytest.raises(ImageError, match=r"^<memory>: corrupt or truncated") as info:
+        read_image(io.BytesIO(_png_bytes(_rgb8(32, 32))[:150]))
+    assert info.value.kind == "corrupt"
+    (tmp_path / "f.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken header")
+    with (tmp_path / "f.png").open("rb") as f, pytest.raises(ImageError, match=r"f\.png: corrupt PNG image"):
+        read_image(f)
+    with pytest.raises(ImageError) as info:
+        read_image(tmp_path / "missing.png")
+    assert info.value.kind == "unreadable"
+
+
+def test_formats_are_sniffed_and_only_their_decoders_run():
+    buf = io.BytesIO()
+    Image.fromarray(_rgb8()).save(buf, "BMP")
+    assert sniff_format(buf.getvalue()[:32]) == "BMP"
+    assert read_image(buf.getvalue(), formats=("PNG", "BMP")).format == "BMP"
+    with pytest.raises(ImageError, match="not an image of format PNG") as info:
+        read_image(buf.getvalue(), formats=("PNG",))
+    assert info.value.kind == "unsupported"
+    tga = io.BytesIO()
+    Image.fromarray(_rgb8()).save(tga, "TGA")  # no magic bytes: readable only when any format may be
+    assert read_image(tga.getvalue()).format == "TGA"
+    with pytest.raises(ImageError, match="not an image of format"):
+        read_image(tga.getvalue(), formats=("PNG", "BMP", "TIFF"))
+
+
+def test_probe_reads_the_header_only():
+    # A PNG header for 300x200 with pixel data that is no zlib stream: its size is known, its pixels
+    # cannot be decoded.
+    ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 300, 200, 8, 2, 0, 0, 0))
+    data = b"\x89PNG\r\n\x1a\n" + ihdr + _png_chunk(b"IDAT", b"not zlib") + _png_chunk(b"IEND", b"")
+    assert probe_image(data) == ImageInfo(format="PNG", width=300, height=200)
+    with pytest.raises(ImageError) as info:
+        read_image(data)
+    assert info.value.kind == "corrupt"
+    with pytest.raises(ImageError) as info:
+        probe_image(data, max_pixels=59_999)
+    assert info.value.kind == "too_large"
+
+
+def test_cmyk_with_icc_is_converted_through_its_profile():
+    cmyk = Image.fromarray(_rgb8(8, 8)).convert("CMYK")
+    icc = cmyk_icc_profile()
+    buf = io.BytesIO()
+    cmyk.save(buf, "TIFF", icc_profile=icc)
+    image = read_image(buf.getvalue())
+    want = ImageCms.profileToProfile(
+        cmyk, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"), outputMode="RGB"
+    )
+    got = (image.pixels * 255).round().permute(1, 2, 0).numpy().astype(np.uint8)
+    assert np.array_equal(got, np.asarray(want)) and image.icc_profile is None
+    assert not np.array_equal(got, np.asarray(cmyk.convert("RGB")))  # not Pillow's naive formula
+
+
+def test_rgb_with_a_transparent_colour_gets_alpha():
+    arr = _rgb8(4, 4)
+    arr[0, 0] = (1, 2, 3)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", transparency=(1, 2, 3))
+    image = read_image(buf.getvalue())
+    assert image.alpha is not None and image.alpha[0, 0, 0] == 0 and image.alpha[0, 1:].min() == 1
+
+
+def test_encode_image_is_what_write_image_writes(tmp_path):
+    rgb16 = ImageData(pixels=torch.rand(3, 5, 7), bit_depth=16)
+    data = encode_image(rgb16, "PNG")
+    assert data == write_image(tmp_path / "o.png", rgb16).read_bytes()
+    assert data[24] == 16 and read_image(data).bit_depth == 16  # IHDR bit depth
+    rgba = ImageData(pixels=torch.rand(3, 5, 7), alpha=torch.rand(1, 5, 7))
+    jpeg = encode_image(rgba, "JPEG", quality=90)
+    assert (
+        Image.open(io.BytesIO(jpeg)).mode == "RGB"
+        and jpeg == write_image(tmp_path / "o.jpg", rgba, quality=90).read_bytes()
+    )
+    assert encode_image(rgb16, "WEBP")[:4] == b"RIFF" and encode_image(rgb16, "JPEG")[:3] == b"\xff\xd8\xff"
+    with pytest.raises(ValueError, match="quality"):
+        encode_image(rgba, "JPEG", quality=0)
+    with pytest.raises(ValueError, match="format"):
+        encode_image(rgba, "NOPE")

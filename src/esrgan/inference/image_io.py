@@ -4,6 +4,10 @@ RGB channel order end to end; grayscale stays grayscale; alpha is carried separa
 16-bit (Pillow keeps 16-bit grayscale; 16-bit colour PNGs, which Pillow reduces to 8 bits, are decoded
 by the small PNG decoder below, and 16-bit files are written by the matching encoder); EXIF orientation
 is applied on read; the ICC profile is carried over. Pillow and numpy only.
+
+Sources are paths, bytes or binary file objects, all decoded in memory: the service reads uploads with
+the same code as the command line reads files. The pixel count is checked from the header before any
+pixel is decoded, and `formats` restricts which of Pillow's decoders may run (from the sniffed bytes).
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -70,13 +74,39 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-class ImageError(ValueError):
-    """An input or output image cannot be handled; the message is `<file>: <reason>` on one line."""
+ImageSource: TypeAlias = "str | os.PathLike[str] | bytes | BinaryIO"
+"""What the readers take: a path, the file's bytes, or a binary file object (read to its end)."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+ErrorKind = Literal["unreadable", "unsupported", "too_large", "corrupt"]
+
+IN_MEMORY = "<memory>"
+"""How errors name an in-memory source that was given no name."""
+
+
+class ImageError(ValueError):
+    """An input or output image cannot be handled; the message is `<file>: <reason>` on one line.
+
+    `kind` says why, for callers that answer differently (the service: 415, 413 or 400): the source
+    cannot be read, is no image or one of an unsupported format/mode/frame count, has too many pixels,
+    or is damaged.
+    """
+
+    def __init__(self, path: str | Path, reason: str, *, kind: ErrorKind = "corrupt") -> None:
         self.path = Path(path)
         self.reason = " ".join(str(reason).split())
+        self.kind: ErrorKind = kind
         super().__init__(f"{self.path}: {self.reason}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageInfo:
+    """What an image's header says, before any pixel is decoded."""
+
+    format: str
+    """Pillow format name (PNG, JPEG, ...)."""
+    width: int
+    """As stored, before EXIF orientation (which may swap width and height)."""
+    height: int
 
 
 @dataclass(kw_only=True)
@@ -161,7 +191,7 @@ def _own_pixel_limit() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _damaged(path: Path, what: str) -> Iterator[None]:
+def _damaged(path: str | Path, what: str) -> Iterator[None]:
     """Turn what Pillow raises on damaged data into one `ImageError` line (out of memory stays itself).
 
     Pillow's decoders answer malformed files with OSError and ValueError mostly, but also TypeError,
@@ -183,12 +213,13 @@ def _png_header(head: bytes) -> tuple[int, int, int, int] | None:
     return width, height, depth, color_type
 
 
-def _check_size(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+def _check_size(path: str | Path, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels and width * height > max_pixels:
         raise ImageError(
             path,
             f"{width}x{height} = {width * height / 1e6:.1f} MP is above the limit of "
-            f"{max_pixels / 1e6:g} MP (decompression-bomb guard; raise --max-pixels to allow it)",
+            f"{max_pixels / 1e6:g} MP (decompression-bomb guard)",
+            kind="too_large",
         )
 
 
@@ -383,7 +414,7 @@ def _pixels(arr: np.ndarray) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def _decode_pillow(path: Path, img: PILImage.Image, icc: bytes | None, fmt: str | None) -> _Decoded:
+def _decode_pillow(path: str | Path, img: PILImage.Image, icc: bytes | None, fmt: str | None) -> _Decoded:
     """A loaded, orientation-corrected Pillow image as an array of its colour (+ alpha) channels."""
     mode = img.mode
 
@@ -398,9 +429,9 @@ def _decode_pillow(path: Path, img: PILImage.Image, icc: bytes | None, fmt: str 
         palette_mode = img.palette.mode if img.palette is not None else ""
         has_alpha = mode == "PA" or "transparency" in img.info or palette_mode == "RGBA"
         return decoded(np.asarray(img.convert("RGBA" if has_alpha else "RGB")), 3, has_alpha)
-    if mode in ("RGB", "RGBX", "YCbCr"):
+    if mode in ("RGBX", "YCbCr") or (mode == "RGB" and "transparency" not in img.info):
         return decoded(np.asarray(img.convert("RGB")), 3, False)
-    if mode in ("RGBA", "RGBa"):
+    if mode in ("RGB", "RGBA", "RGBa"):  # RGB here has a transparent colour (PNG tRNS): alpha from it
         return decoded(np.asarray(img.convert("RGBA")), 3, True)
     if mode == "CMYK":
         # The output is RGB, so a CMYK profile must not be attached to it.
@@ -410,46 +441,115 @@ def _decode_pillow(path: Path, img: PILImage.Image, icc: bytes | None, fmt: str 
     if mode == "I":
         arr = np.asarray(img)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
-            raise ImageError(path, "unsupported 32-bit integer image (values outside 0..65535)")
+            raise ImageError(
+                path, "unsupported 32-bit integer image (values outside 0..65535)", kind="unsupported"
+            )
         return decoded(arr.astype(np.uint16), 1, False)
     raise ImageError(
-        path, f"unsupported image mode {mode!r} (supported: 1, L, LA, P, RGB, RGBA, CMYK, 16-bit)"
+        path,
+        f"unsupported image mode {mode!r} (supported: 1, L, LA, P, RGB, RGBA, CMYK, 16-bit)",
+        kind="unsupported",
     )
 
 
-def _decode(path: str | os.PathLike[str], max_pixels: int | None) -> _Decoded:
-    """Decode an image file (EXIF orientation applied, ICC profile kept); errors as `ImageError`."""
+def _read_source(source: ImageSource, name: str | None) -> tuple[bytes, str | Path]:
+    """The bytes of `source` and how errors name it (the path, else `name`, a file's name or IN_MEMORY)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), name or IN_MEMORY
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        try:
+            return path.read_bytes(), path
+        except OSError as e:
+            raise ImageError(path, e.strerror or str(e), kind="unreadable") from None
+    file_name = getattr(source, "name", None)
+    label = name or (file_name if isinstance(file_name, str) else IN_MEMORY)
+    try:
+        data = source.read()
+    except OSError as e:
+        raise ImageError(label, e.strerror or str(e), kind="unreadable") from None
+    if not isinstance(data, bytes):
+        raise TypeError(f"{label}: expected a binary file object, got {type(data).__name__} from read()")
+    return data, label
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Pillow format name from an image's first bytes (PNG, JPEG, WEBP, GIF, BMP, TIFF), or None."""
+    if head.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM") and len(head) >= 18:
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return None
+
+
+def _open(
+    data: bytes, label: str | Path, max_pixels: int | None, formats: Collection[str] | None
+) -> PILImage.Image:
+    """Open `data` and read its header only: format, size (checked against `max_pixels`), frame count.
+
+    With `formats`, the format sniffed from the first bytes must be one of them, and only its decoder
+    runs; without, Pillow tries every format it knows (TGA and others have no magic bytes to sniff).
+    Call inside `_own_pixel_limit()`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    sniffed = sniff_format(data[:32])
+    allowed: list[str] | None = None
+    if formats is not None:
+        if sniffed is None or sniffed not in formats:
+            raise ImageError(label, f"not an image of format {', '.join(formats)}", kind="unsupported")
+        allowed = [sniffed]
+    with _damaged(label, "corrupt image header"):
+        try:
+            img = Image.open(io.BytesIO(data), formats=allowed)
+        except UnidentifiedImageError:
+            if sniffed is not None:
+                raise ImageError(label, f"corrupt {sniffed} image: its header cannot be read") from None
+            raise ImageError(
+                label, "not an image, or a format Pillow cannot read", kind="unsupported"
+            ) from None
+    width, height = img.size
+    _check_size(label, width, height, max_pixels)
+    png = _png_header(data[:33]) if img.format == "PNG" else None
+    if png is not None:  # Pillow's size is the last header's; decode_png16 reads the first
+        _check_size(label, png[0], png[1], max_pixels)
+    if width < 1 or height < 1:
+        raise ImageError(label, f"image has no pixels ({width}x{height})")
+    with _damaged(label, "corrupt image header"):
+        frames = getattr(img, "n_frames", 1)  # reads every frame's header
+    if frames > 1:
+        raise ImageError(label, f"multi-frame image ({frames} frames) is not supported", kind="unsupported")
+    return img
+
+
+def _decode(
+    source: ImageSource, max_pixels: int | None, formats: Collection[str] | None, name: str | None
+) -> tuple[_Decoded, str | Path]:
+    """Decode an image (EXIF orientation applied, ICC profile kept); errors as `ImageError`."""
+    data, label = _read_source(source, name)
     with warnings.catch_warnings():
         # Pillow warns (two lines on stderr each) about damaged tags and EXIF blocks it skips; the image
         # is then either decoded or refused with an ImageError, which is what a caller reports.
         warnings.simplefilter("ignore")
-        return _decode_file(path, max_pixels)
+        return _decode_bytes(data, label, max_pixels, formats), label
 
 
-def _decode_file(path: str | os.PathLike[str], max_pixels: int | None) -> _Decoded:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ImageError(path, e.strerror or str(e)) from None
+def _decode_bytes(
+    data: bytes, label: str | Path, max_pixels: int | None, formats: Collection[str] | None
+) -> _Decoded:
+    from PIL import ImageOps
 
     with _own_pixel_limit():
-        with _damaged(path, "corrupt image header"):
-            try:
-                img = Image.open(io.BytesIO(data))
-            except UnidentifiedImageError:
-                raise ImageError(path, "not an image, or a format Pillow cannot read") from None
-        width, height = img.size
-        _check_size(path, width, height, max_pixels)
-        if width < 1 or height < 1:
-            raise ImageError(path, f"image has no pixels ({width}x{height})")
-        with _damaged(path, "corrupt image header"):
-            frames = getattr(img, "n_frames", 1)
-        if frames > 1:
-            raise ImageError(path, f"multi-frame image ({frames} frames) is not supported")
-        with _damaged(path, "corrupt or truncated image"):
+        img = _open(data, label, max_pixels, formats)
+        with _damaged(label, "corrupt or truncated image"):
             img.load()
     fmt = img.format
     icc = img.info.get("icc_profile") or None
@@ -463,27 +563,56 @@ def _decode_file(path: str | os.PathLike[str], max_pixels: int | None) -> _Decod
     png = _png_header(data[:33]) if fmt == "PNG" else None
     if png is not None and png[2] == 16 and png[3] in (2, 4, 6):
         # Pillow reduces 16-bit colour (and grey+alpha) PNGs to 8 bits: decode those ourselves, from the
-        # first header (Pillow's size comes from the last one before the data).
-        _check_size(path, png[0], png[1], max_pixels)
+        # first header (its size was checked by _open).
         try:
             arr = apply_orientation(decode_png16(data, max_pixels=max_pixels), orientation)
         except ValueError as e:
-            raise ImageError(path, f"corrupt 16-bit PNG ({e})") from None
+            raise ImageError(label, f"corrupt 16-bit PNG ({e})") from None
         colours = 1 if png[3] == 4 else 3
         return _Decoded(array=arr, colours=colours, alpha=png[3] != 2, icc=icc, format=fmt)
-    with _damaged(path, "bad EXIF orientation data"):
+    with _damaged(label, "bad EXIF orientation data"):
         upright = ImageOps.exif_transpose(img)
-    with _damaged(path, "corrupt image data"):
-        return _decode_pillow(path, upright, icc, fmt)
+    with _damaged(label, "corrupt image data"):
+        return _decode_pillow(label, upright, icc, fmt)
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
-    """Read an image file into an `ImageData` (EXIF orientation applied, ICC profile kept).
+def probe_image(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    formats: Collection[str] | None = None,
+    name: str | None = None,
+) -> ImageInfo:
+    """Read an image's header only: its format and size, refused as `read_image` would refuse them.
 
-    Raises `ImageError` (one line naming the file) for a missing, unreadable, corrupt or truncated file,
-    an unsupported mode, a multi-frame image, or more than `max_pixels` pixels (None or 0: no limit).
+    For callers that must say no before paying for decoding (the service, before queueing a request):
+    `ImageError` for a source that is no image, not one of `formats` (Pillow names, sniffed from the
+    bytes), above `max_pixels`, empty or multi-frame. `name` names an in-memory source in errors.
     """
-    d = _decode(path, max_pixels)
+    data, label = _read_source(source, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with _own_pixel_limit():
+            img = _open(data, label, max_pixels, formats)
+    return ImageInfo(format=str(img.format), width=img.size[0], height=img.size[1])
+
+
+def read_image(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    formats: Collection[str] | None = None,
+    name: str | None = None,
+) -> ImageData:
+    """Read an image file, its bytes or a binary file object into an `ImageData` (EXIF orientation
+    applied, ICC profile kept), decoding in memory.
+
+    Raises `ImageError` (one line naming the file, or `name` for in-memory sources) for a missing,
+    unreadable, corrupt or truncated file, an unsupported mode, a multi-frame image, a format not in
+    `formats` (Pillow names, sniffed from the bytes; None: any), or more than `max_pixels` pixels (None
+    or 0: no limit), the last two checked from the header before any pixel is decoded.
+    """
+    d, label = _decode(source, max_pixels, formats, name)
     bit_depth = 16 if d.array.dtype == np.uint16 else 8
     t = torch.from_numpy(d.array.astype(np.float32)).permute(2, 0, 1).contiguous()
     t.div_(65535.0 if bit_depth == 16 else 255.0)
@@ -493,17 +622,23 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
         bit_depth=bit_depth,
         format=d.format,
         icc_profile=d.icc,
-        source=Path(path),
+        source=label if isinstance(label, Path) else None,
     )
 
 
-def read_rgb(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file as a new (H,W,3) RGB array at its own depth (uint8, or uint16 for 16-bit files).
+def read_rgb(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    formats: Collection[str] | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """Read an image as a new (H,W,3) RGB array at its own depth (uint8, or uint16 for 16-bit files).
 
     What datasets and benchmarks want: grayscale replicated to three channels, alpha dropped. Same
-    decoding and errors as `read_image`.
+    sources, decoding and errors as `read_image`.
     """
-    d = _decode(path, max_pixels)
+    d, _ = _decode(source, max_pixels, formats, name)
     colour = d.array[:, :, : d.colours]
     return np.repeat(colour, 3, axis=2) if d.colours == 1 else np.array(colour, order="C")
 
@@ -577,33 +712,26 @@ def _save_kwargs(fmt: str, quality: int, icc: bytes | None) -> dict[str, object]
     return kw
 
 
-def write_image(
-    path: str | Path,
-    image: ImageData,
-    *,
-    quality: int = DEFAULT_QUALITY,
-) -> Path:
-    """Write `image` atomically (no partial file on failure), in the format of `path`'s extension.
+def encode_image(image: ImageData, fmt: str, *, quality: int = DEFAULT_QUALITY) -> bytes:
+    """Encode `image` in memory as Pillow format `fmt` (PNG, JPEG, WEBP, ...).
 
     16-bit data stays 16-bit in PNG; other formats get 8 bits. Alpha is dropped for formats that
     cannot hold it (e.g. JPEG). The ICC profile is embedded where the format supports it.
     """
     from PIL import Image
 
-    path = Path(path)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    fmt = format_for_path(path)
+    Image.init()
+    if fmt not in Image.SAVE:
+        raise ValueError(f"cannot write images in format {fmt!r}")
     channels = image.pixels if image.alpha is None else torch.cat([image.pixels, image.alpha], 0)
     if image.bit_depth == 16 and fmt == "PNG":
-        png16 = encode_png16(_quantise(channels, 65535, np.uint16), icc_profile=image.icc_profile)
-        with atomic_write(path) as tmp:
-            tmp.write_bytes(png16)
-        return path
+        return encode_png16(_quantise(channels, 65535, np.uint16), icc_profile=image.icc_profile)
     pil = Image.fromarray(_quantise(channels, 255, np.uint8))
     kwargs = _save_kwargs(fmt, quality, image.icc_profile)
-    # Encoded in memory, then written by Python: Pillow's raw encoders (BMP, TGA, PPM, ...) write to a
-    # file descriptor and take a short write on a full disk for success, leaving a truncated image.
+    # In memory, also for files: Pillow's raw encoders (BMP, TGA, PPM, ...) write to a file descriptor
+    # and take a short write on a full disk for success, leaving a truncated image.
     encoded = io.BytesIO()
     try:
         pil.save(encoded, format=fmt, **kwargs)
@@ -613,6 +741,23 @@ def write_image(
         # The format cannot store alpha (JPEG, PPM, ...): write the colour channels alone.
         encoded = io.BytesIO()
         pil.convert("L" if image.grayscale else "RGB").save(encoded, format=fmt, **kwargs)
+    return encoded.getvalue()
+
+
+def write_image(
+    path: str | Path,
+    image: ImageData,
+    *,
+    quality: int = DEFAULT_QUALITY,
+) -> Path:
+    """Write `image` atomically (no partial file on failure), in the format of `path`'s extension.
+
+    Encoded by `encode_image`: 16-bit PNG, alpha and ICC profile where the format holds them.
+    """
+    path = Path(path)
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    data = encode_image(image, format_for_path(path), quality=quality)
     with atomic_write(path) as tmp:
-        tmp.write_bytes(encoded.getbuffer())
+        tmp.write_bytes(data)
     return path
