@@ -30,7 +30,8 @@ import torch
 from PIL import Image
 
 from _weights_fixtures import tiny_model
-from esrgan.inference import ImageData, upscale_image
+from esrgan.inference import ImageData, read_image, read_rgb, upscale_image
+from esrgan.inference.image_io import encode_image, encode_png16
 from esrgan.serving import ModelRegistry, ServeSettings, running_server
 from esrgan.serving.app import ACCESS_LOGGER
 from esrgan.weights import save_generator
@@ -232,6 +233,21 @@ def test_grayscale_and_alpha_are_kept(server: str) -> None:
     assert gray.status == 200 and gray.image().mode == "L" and gray.image().size == (40, 32)
     rgba = upscale(server, png_bytes(10, 8, "RGBA"))
     assert rgba.status == 200 and rgba.image().mode == "RGBA" and rgba.image().size == (40, 32)
+
+
+def test_16bit_png_comes_back_as_16bit_png(server: str, registry: ModelRegistry) -> None:
+    arr = np.random.default_rng(5).integers(0, 65536, (8, 10, 3), dtype=np.uint16)
+    data = encode_png16(arr)
+    answer = upscale(server, data)
+    assert answer.status == 200 and answer.headers["content-type"] == "image/png"
+    assert answer.body[24] == 16 and answer.image().size == (40, 32)  # IHDR bit depth
+    # Every bit the library computes from the 16-bit input, not 8-bit values scaled up.
+    expected = upscale_image(registry.upscaler("tiny", "fp32"), read_image(data))
+    out = read_rgb(answer.body)
+    assert np.array_equal(out, read_rgb(encode_image(expected, "PNG")))
+    assert (out % 257 != 0).any()
+    jpeg = upscale(server, data, {"format": "jpg"})
+    assert jpeg.status == 200 and jpeg.image().mode == "RGB" and jpeg.image().size == (40, 32)
 
 
 def test_content_is_sniffed_not_taken_from_name_or_type(server: str) -> None:

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _image_fixtures import cmyk_icc_profile
+from esrgan.inference.image_io import encode_image, encode_png16, read_rgb, sniff_format
 from esrgan.serving import ApiError, InferencePool, ServeSettings
-from esrgan.serving.imaging import decode_upload, encode_image, open_upload, sniff_format
+from esrgan.serving.imaging import decode_upload, open_upload
 from esrgan.serving.pool import Cancelled
 from esrgan.serving.progress import ProgressBoard
 from esrgan.serving.uploads import Upload, read_upload
@@ -95,7 +97,9 @@ def test_formats_are_sniffed_from_bytes(fmt: str, expected: str) -> None:
     buf = io.BytesIO()
     Image.new("RGB", (5, 4), (10, 20, 30)).save(buf, fmt)
     assert sniff_format(buf.getvalue()[:32]) == expected
-    image = decode_upload(open_upload(buf.getvalue(), max_pixels=100))
+    info = open_upload(buf.getvalue(), max_pixels=100)
+    image = decode_upload(buf.getvalue(), max_pixels=100)
+    assert (info.format, info.width, info.height) == (expected, 5, 4)
     assert (image.width, image.height) == (5, 4)
 
 
@@ -108,20 +112,47 @@ def test_unknown_bytes_are_not_sniffed() -> None:
 def test_the_pixel_limit_is_checked_before_decoding() -> None:
     data = png(20, 10)
     assert status_of(open_upload, data, max_pixels=199) == 413
-    img = open_upload(data, max_pixels=200)
-    assert img.size == (20, 10) and img.tile  # header read; its pixel data still waits to be decoded
+    assert status_of(decode_upload, data, max_pixels=199) == 413
+    info = open_upload(data, max_pixels=200)
+    assert (info.width, info.height) == (20, 10)
+    # Pixel data that is no zlib stream: the header passes, decoding is a 400, a size above the limit 413.
+    broken = data[: data.index(b"IDAT") - 4] + b"\x00\x00\x00\x00IDAT" + bytes(4) + data[-12:]
+    assert open_upload(broken, max_pixels=200).width == 20
+    assert status_of(decode_upload, broken, max_pixels=200) == 400
+    assert status_of(decode_upload, broken, max_pixels=199) == 413
 
 
 def test_alpha_and_grayscale_round_trip() -> None:
     arr = np.random.default_rng(0).integers(0, 256, (6, 5, 4), dtype=np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr, "RGBA").save(buf, "PNG")
-    image = decode_upload(open_upload(buf.getvalue(), max_pixels=100))
+    image = decode_upload(buf.getvalue(), max_pixels=100)
     assert image.alpha is not None
-    back = Image.open(io.BytesIO(encode_image(image, fmt="PNG", quality=95)))
+    back = Image.open(io.BytesIO(encode_image(image, "PNG", quality=95)))
     assert back.mode == "RGBA" and np.array_equal(np.asarray(back), arr)
-    gray = decode_upload(open_upload(png(5, 6, "L"), max_pixels=100))
-    assert gray.grayscale and Image.open(io.BytesIO(encode_image(gray, fmt="JPEG", quality=90))).mode == "L"
+    gray = decode_upload(png(5, 6, "L"), max_pixels=100)
+    assert gray.grayscale and Image.open(io.BytesIO(encode_image(gray, "JPEG", quality=90))).mode == "L"
+
+
+def test_16bit_uploads_keep_their_depth_in_png_only() -> None:
+    arr = np.random.default_rng(1).integers(0, 65536, (6, 5, 3), dtype=np.uint16)
+    image = decode_upload(encode_png16(arr), max_pixels=100)
+    assert image.bit_depth == 16
+    png16 = encode_image(image, "PNG", quality=95)
+    assert png16[24] == 16 and np.array_equal(read_rgb(png16), arr)  # IHDR bit depth, every bit kept
+    jpeg = Image.open(io.BytesIO(encode_image(image, "JPEG", quality=95)))
+    assert jpeg.mode == "RGB" and jpeg.size == (5, 6)
+
+
+def test_cmyk_uploads_are_converted_through_their_icc_profile() -> None:
+    # The profile maps every CMYK value to one pink; without it, Pillow's formula keeps the noise.
+    noise = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).convert("CMYK").save(buf, "JPEG", quality=95, icc_profile=cmyk_icc_profile())
+    image = decode_upload(buf.getvalue(), max_pixels=100)
+    rgb = (image.pixels * 255).round().reshape(3, -1)
+    assert image.icc_profile is None and rgb.std(dim=1).max() == 0
+    assert rgb[0, 0] > rgb[1, 0] + 40  # pink: red well above green
 
 
 # ------------------------------------------------------------------------------------------------ pool

@@ -326,15 +326,15 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
             stamps["upload"] = time.perf_counter()
             options = service.parse_options(upload.fields, request.query_params)
             log_fields.update(model=options.model, outscale=options.outscale)
-            img = service.inspect(upload.data, options)
-            log_fields["input"] = "{}x{}".format(*img.size)
+            info = service.inspect(upload.data, options)
+            log_fields["input"] = f"{info.width}x{info.height}"
             request_id = options.request_id
             if request_id is not None:
                 service.progress.start(request_id)
 
             def job() -> tuple[UpscaleResult, float]:
                 began = time.perf_counter()
-                return service.process(img, options, ticket), began
+                return service.process(upload.data, options, ticket), began
 
             future = pool.submit(ticket, job)
             submitted = True

@@ -7,29 +7,19 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from esrgan.inference import DeviceError, ImageData, upscale_image
+from esrgan.inference.image_io import ImageInfo, encode_image
 from esrgan.inference.precision import PRECISION_NAMES
 from esrgan.serving.errors import ApiError
-from esrgan.serving.imaging import (
-    content_type,
-    decode_upload,
-    encode_image,
-    extension,
-    open_upload,
-    resize_image,
-)
+from esrgan.serving.imaging import content_type, decode_upload, extension, open_upload, resize_image
 from esrgan.serving.metrics import Metrics
 from esrgan.serving.pool import Ticket
 from esrgan.serving.progress import REQUEST_ID, ProgressBoard
 from esrgan.serving.registry import ModelRegistry
 from esrgan.serving.settings import BICUBIC, OUTPUT_FORMATS, ServeSettings
-
-if TYPE_CHECKING:
-    from PIL import Image as PILImage
 
 OPTION_NAMES = ("model", "outscale", "precision", "format", "quality", "request_id")
 
@@ -136,28 +126,30 @@ class Service:
             request_id=request_id,
         )
 
-    def inspect(self, data: bytes, options: UpscaleOptions) -> PILImage.Image:
+    def inspect(self, data: bytes, options: UpscaleOptions) -> ImageInfo:
         """Check the upload from its header alone: format (415), input and output size (413)."""
         if not data:
             raise ApiError(400, "the uploaded file is empty")
-        img = open_upload(data, max_pixels=self.settings.max_input_pixels)
-        width, height = img.size
-        out_w, out_h = output_size(width, height, options.outscale)
+        info = open_upload(data, max_pixels=self.settings.max_input_pixels)
+        out_w, out_h = output_size(info.width, info.height, options.outscale)
         if out_w * out_h > self.settings.max_output_pixels:
             raise ApiError(
                 413,
                 f"output would be {out_w}x{out_h} = {out_w * out_h / 1e6:.1f} MP, above the limit of "
                 f"{self.settings.max_output_pixels / 1e6:g} MP (use a smaller outscale)",
             )
-        return img
+        return info
 
-    def process(self, img: PILImage.Image, options: UpscaleOptions, ticket: Ticket) -> UpscaleResult:
-        """Decode, upscale, resize to the asked scale and encode (runs on a worker thread)."""
+    def process(self, data: bytes, options: UpscaleOptions, ticket: Ticket) -> UpscaleResult:
+        """Decode (in memory), upscale, resize to the asked scale and encode (runs on a worker thread).
+
+        16-bit inputs come back as 16-bit PNG when the output format is PNG.
+        """
         rid = options.request_id
         board = self.progress
         t0 = time.perf_counter()
         board.update(rid, stage="decoding")
-        image = decode_upload(img)
+        image = decode_upload(data, max_pixels=self.settings.max_input_pixels)
         width, height = image.width, image.height
         out_w, out_h = output_size(width, height, options.outscale)
         t1 = time.perf_counter()
@@ -171,12 +163,12 @@ class Service:
         t2 = time.perf_counter()
         ticket.check()
         board.update(rid, stage="encoding")
-        data = encode_image(result, fmt=options.output_format, quality=options.quality)
+        encoded = encode_image(result, options.output_format, quality=options.quality)
         t3 = time.perf_counter()
         self.metrics.observe_inference(model=options.model, seconds=t2 - t1, megapixels=image.megapixels)
         board.update(rid, stage="done")
         return UpscaleResult(
-            data=data,
+            data=encoded,
             content_type=content_type(options.output_format),
             extension=extension(options.output_format),
             model=options.model,
