@@ -458,11 +458,12 @@ def test_bytes_and_file_objects_read_like_the_file(tmp_path):
     (tmp_path / "a.png").write_bytes(data)
     from_path = read_image(tmp_path / "a.png")
     assert from_path.source == tmp_path / "a.png"
-    for source in (data, io.BytesIO(data), (tmp_path / "a.png").open("rb")):
-        image = read_image(source)
-        assert image.source is None and image.format == "PNG"
-        assert torch.equal(image.pixels, from_path.pixels)
-        assert np.array_equal(read_rgb(data), arr)
+    with (tmp_path / "a.png").open("rb") as file:
+        for source in (data, io.BytesIO(data), file):
+            image = read_image(source)
+            assert image.source is None and image.format == "PNG"
+            assert torch.equal(image.pixels, from_path.pixels)
+    assert np.array_equal(read_rgb(data), arr)
     png16 = encode_png16(RNG.integers(0, 65536, size=(4, 6, 3), dtype=np.uint16))
     assert read_image(png16).bit_depth == 16 and read_rgb(io.BytesIO(png16)).dtype == np.uint16
 
