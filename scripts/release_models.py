@@ -32,14 +32,19 @@ ESRGAN = [sys.executable, "-m", "esrgan"]
 ALPHA = 0.8
 
 
-def esrgan_test(model: Path, datasets: str, args: argparse.Namespace, out: Path) -> dict[str, dict]:
+def esrgan_test(
+    model: Path, datasets: str, args: argparse.Namespace, out: Path, *, lpips: bool = True
+) -> dict[str, dict]:
     """Mean metrics per dataset from `esrgan test` (the same command the README shows)."""
     cmd = [
         *ESRGAN, "test", "--model", str(model), "--datasets", datasets,
         "--data-root", str(args.data_root), "--out-dir", str(out), "--figures", "none",
         "--lpips-vgg", str(args.weights_root / "vgg16_imagenet_features.safetensors"),
         "--lpips-heads", str(args.weights_root / "lpips_vgg_v0.1_heads.safetensors"),
+        "--no-progress",
     ]  # fmt: skip
+    if not lpips:
+        cmd.append("--no-lpips")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     results = json.loads((out / "results.json").read_text())
     return {name: d["mean"] for name, d in results["datasets"].items()}
@@ -51,7 +56,8 @@ def choose(run: Path, stem: str, key: str, args: argparse.Namespace, work: Path)
     for name in (stem, f"{stem}_ema"):
         path = run / "weights" / f"{name}.safetensors"
         if path.is_file():
-            scores[path] = esrgan_test(path, "bsds100", args, work / f"val_{name}")["bsds100"][key]
+            val = esrgan_test(path, "bsds100", args, work / f"val_{name}", lpips=key == "lpips")
+            scores[path] = val["bsds100"][key]
             print(f"  {path.name}: BSDS500 val {key} {scores[path]:.4f}")
     if not scores:
         raise SystemExit(f"{run}/weights: no {stem}*.safetensors (has the stage finished?)")
@@ -131,6 +137,20 @@ def sweep(psnr_sd: dict, gan_sd: dict, config, args: argparse.Namespace, work: P
     print(f"sweep: {args.figures / 'interp_sweep.png'}")
 
 
+def training_data(config_file: Path) -> str:
+    """What the run trained and validated on, read from its saved config (not assumed)."""
+    import yaml
+
+    cfg = yaml.safe_load(config_file.read_text())
+    parts = []
+    for stage in ("pretraining", "training"):
+        sc = cfg.get(stage, {})
+        parts.append(
+            f"{stage}: train {'+'.join(sc.get('train_datasets', []))}, val {'+'.join(sc.get('val_datasets', []))}"
+        )
+    return f"{'; '.join(parts)}; x{cfg.get('scale_factor')} MATLAB bicubic LR made on the fly"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="run folder of `esrgan train` (both stages done)")
@@ -145,7 +165,7 @@ def main() -> None:
     base = {
         "source": "esrgan train",
         "training_config_sha256": hashlib.sha256(config_file.read_bytes()).hexdigest(),
-        "training_data": "BSDS500 train+test (400 images), x4 MATLAB bicubic; validation BSDS500 val",
+        "training_data": training_data(config_file),
         "evaluation": "esrgan test, x4, Y channel BT.601, border 4, LR regenerated from HR",
     }
     summary = {}
