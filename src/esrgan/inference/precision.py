@@ -47,10 +47,11 @@ def resolve_precision_and_runtime(
     """The compute dtype and runtime (`torch` or `onnxruntime`) for an inference request.
 
     `auto` precision on the CPU, when ONNX Runtime can run the model (`runtime` auto or onnxruntime,
-    see `esrgan.inference.runtime.resolve_runtime`), is fp32 on ONNX Runtime: it gives eager fp32's
-    output and was faster than native bf16 as well (128 px, realesrgan-x4plus, 2-core AVX512-BF16
-    EPYC: 13.8 s against 29.4 s bf16 and 46 s eager fp32). Otherwise the precision follows the shared
-    policy (`esrgan.device.resolve_precision`) and the runtime `resolve_runtime`.
+    see `esrgan.inference.runtime.resolve_runtime`), is fp32 on ONNX Runtime: the same output as eager
+    fp32 (88-91 dB apart) and several times faster on a 2-core AVX512-BF16 EPYC. Native bf16 was about
+    as fast there, but its output is 42-48 dB from fp32's, a different image: it stays opt-in. Otherwise
+    the precision follows the shared policy (`esrgan.device.resolve_precision`) and the runtime
+    `resolve_runtime`.
     """
     from esrgan.inference.runtime import resolve_runtime
 
