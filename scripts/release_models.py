@@ -145,9 +145,8 @@ def training_data(config_file: Path) -> str:
     parts = []
     for stage in ("pretraining", "training"):
         sc = cfg.get(stage, {})
-        parts.append(
-            f"{stage}: train {'+'.join(sc.get('train_datasets', []))}, val {'+'.join(sc.get('val_datasets', []))}"
-        )
+        train, val = "+".join(sc.get("train_datasets", [])), "+".join(sc.get("val_datasets", []))
+        parts.append(f"{stage}: train {train}, val {val}")
     return f"{'; '.join(parts)}; x{cfg.get('scale_factor')} MATLAB bicubic LR made on the fly"
 
 
