@@ -48,8 +48,8 @@ def resolve_precision_and_runtime(
 
     `auto` precision on the CPU, when ONNX Runtime can run the model (`runtime` auto or onnxruntime,
     see `esrgan.inference.runtime.resolve_runtime`), is fp32 on ONNX Runtime: the same output as eager
-    fp32 (88-91 dB apart) and several times faster on a 2-core AVX512-BF16 EPYC. Native bf16 was about
-    as fast there, but its output is 42-48 dB from fp32's, a different image: it stays opt-in. Otherwise
+    fp32 (88-91 dB apart) and several times faster on a 2-core AVX512-BF16 EPYC, where native bf16 was
+    slower still (256 px: 22.4 s against 15.2 s) and 42-48 dB from fp32: bf16 stays opt-in. Otherwise
     the precision follows the shared policy (`esrgan.device.resolve_precision`) and the runtime
     `resolve_runtime`.
     """
