@@ -19,6 +19,7 @@ from esrgan.inference.tiling import (
     balanced_axis_tiles,
     count_tiles,
     default_tile_overlap,
+    fixed_axis_tiles,
     pad_to_multiple,
     parse_memory,
     plan_tiles,
@@ -79,10 +80,28 @@ def test_axis_tiles_fewest_equal_tiles_overlapping_by_the_overlap_only(length, t
 
 def test_1024_axis_is_two_tiles_not_two_oversized_ones():
     # The old planner kept 774 px tiles (2.3x the work of one pass over 1024 x 1024); two equal tiles
-    # overlapping by 48 px are all that 774 px of budget needs.
+    # overlapping by 48 px are all that 774 px of budget needs along an axis, and that budget even
+    # holds two 1024 x 536 halves.
     assert axis_tiles(1024, 774, 48) == [(0, 536), (488, 536)]
-    plan = TilePlan.square(1024, 1024, tile=774, overlap=48)
-    assert plan.count == 4 and plan.compute_ratio == pytest.approx((1072 / 1024) ** 2)
+    plan = plan_tiles(1024, 1024, max_pixels=774 * 774, overlap=48)
+    assert plan.count == 2 and plan.compute_ratio == pytest.approx(1072 / 1024)
+    assert TilePlan.square(1024, 1024, tile=774, overlap=48).compute_ratio > 2.2
+
+
+@pytest.mark.parametrize("length", [1, 7, 31, 32, 33, 64, 100, 257])
+@pytest.mark.parametrize(("tile", "overlap", "multiple"), [(32, 8, 1), (32, 0, 1), (24, 16, 1), (32, 8, 4)])
+def test_explicit_tile_size_is_kept_and_its_slack_widens_the_overlap(length, tile, overlap, multiple):
+    length += (-length) % multiple
+    tiles = fixed_axis_tiles(length, tile, overlap, multiple)
+    if length <= tile:
+        assert tiles == [(0, length)]
+        return
+    assert tiles[0][0] == 0 and tiles[-1][0] + tiles[-1][1] == length
+    assert {size for _, size in tiles} == {tile}
+    assert len(tiles) == len(axis_tiles(length, tile, overlap, multiple))  # as few as balanced ones
+    for (s0, n0), (s1, _) in itertools.pairwise(tiles):
+        assert s0 % multiple == 0 and s1 % multiple == 0 and s1 > s0
+        assert s0 + n0 - s1 >= overlap
 
 
 def test_axis_tiles_rejects_overlap_not_below_tile():

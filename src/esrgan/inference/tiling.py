@@ -276,6 +276,24 @@ def axis_tiles(length: int, tile: int, overlap: int, multiple: int = 1) -> list[
     return balanced_axis_tiles(length, axis_tile_count(length, tile, overlap, multiple), overlap, multiple)
 
 
+def fixed_axis_tiles(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """(start, size) of the fewest tiles of exactly `tile` pixels covering [0, length), evenly spread,
+    starts aligned to `multiple`: the layout of an explicit tile size. Their overlap is at least
+    `overlap`; the slack a balanced layout would save goes into wider overlaps, i.e. more context at
+    the seams (what `benchmarks/tiling_error.py` measures), at the same tile count and memory."""
+    if length <= 0:
+        raise ValueError(f"length must be positive, got {length}")
+    if tile <= 0 or tile >= length:
+        return [(0, length)]
+    stride = tile - overlap - (multiple - 1)
+    if stride <= 0:
+        raise ValueError(f"tile {tile} too small for overlap {overlap} (and input multiple {multiple})")
+    count = math.ceil((length - tile) / stride) + 1
+    starts = [round(i * (length - tile) / (count - 1)) for i in range(count)]
+    starts = [s - s % multiple for s in starts[:-1]] + [length - tile]
+    return [(s, tile) for s in starts]
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """Where the tiles of one image go: `rows` and `cols` are (start, size) per axis, in input pixels
@@ -305,10 +323,11 @@ class TilePlan:
 
     @classmethod
     def square(cls, height: int, width: int, *, tile: int, overlap: int, multiple: int = 1) -> TilePlan:
-        """The fewest equal tiles of at most `tile` x `tile` (0: one tile) for a padded image."""
+        """An explicit tile size's plan: the fewest `tile` x `tile` tiles (0: one tile) covering a
+        padded image, laid out by `fixed_axis_tiles`."""
         return cls(
-            rows=tuple(axis_tiles(height, tile, overlap, multiple)),
-            cols=tuple(axis_tiles(width, tile, overlap, multiple)),
+            rows=tuple(fixed_axis_tiles(height, tile, overlap, multiple)),
+            cols=tuple(fixed_axis_tiles(width, tile, overlap, multiple)),
         )
 
 
@@ -445,8 +464,8 @@ def tiled_apply(
     """Apply an upscaling `fn` ((N,C,h,w) CPU float32 -> (N,out_channels,s*h,s*w) CPU float32) over
     tiles of `x` and blend the results into one preallocated output.
 
-    The tiles are `plan` (for `x` padded to `multiple`), else the fewest equal squares of at most
-    `tile` (0: the whole padded image at once) overlapping by `overlap`.
+    The tiles are `plan` (for `x` padded to `multiple`), else the fewest `tile` x `tile` squares
+    (0: the whole padded image at once) overlapping by at least `overlap` (`TilePlan.square`).
     """
     if x.dim() != 4:
         raise ValueError(f"expected an (N,C,H,W) tensor, got shape {tuple(x.shape)}")
