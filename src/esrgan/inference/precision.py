@@ -48,10 +48,10 @@ def resolve_precision_and_runtime(
 
     `auto` precision on the CPU, when ONNX Runtime can run the model (`runtime` auto or onnxruntime,
     see `esrgan.inference.runtime.resolve_runtime`), is fp32 on ONNX Runtime: the same output as eager
-    fp32 (88-91 dB apart) and several times faster on a 2-core AVX512-BF16 EPYC, where native bf16 was
-    slower still (256 px: 22.4 s against 15.2 s) and 42-48 dB from fp32: bf16 stays opt-in. Otherwise
-    the precision follows the shared policy (`esrgan.device.resolve_precision`) and the runtime
-    `resolve_runtime`.
+    fp32 (81-91 dB apart) and 2.5-6x faster on a 2-core AVX512-BF16 EPYC. Native bf16 was sometimes
+    faster there, sometimes slower, but always 31-48 dB from fp32, a different image: it stays opt-in.
+    Otherwise the precision follows the shared policy (`esrgan.device.resolve_precision`) and the
+    runtime `resolve_runtime`.
     """
     from esrgan.inference.runtime import resolve_runtime
 
