@@ -90,3 +90,39 @@ def test_best_follows_the_metric_direction_warmup_and_lpips_fallback() -> None:
     gan = new_best(None, cfg, stage="gan", iteration=100, metrics={"perceptual": 3.0})  # no LPIPS files
     assert gan is not None and gan.metric == "perceptual"
     assert new_best(gan, cfg, stage="gan", iteration=200, metrics={"perceptual": 3.5}) is None  # lower wins
+
+
+@pytest.mark.parametrize("kind", ["cosine", "multistep"])
+def test_resume_follows_the_configs_schedule_from_the_saved_iteration(kind: str) -> None:
+    import math
+
+    from torch.optim.lr_scheduler import CosineAnnealingLR, MultiStepLR
+
+    from esrgan.training.checkpoint import _load_schedule
+
+    def make(length: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        if kind == "cosine":
+            return opt, CosineAnnealingLR(opt, T_max=length, eta_min=1e-6)
+        return opt, MultiStepLR(opt, milestones=[length // 2], gamma=0.5)
+
+    opt, sched = make(400)
+    for _ in range(150):
+        opt.step()
+        sched.step()
+    saved = sched.state_dict()
+    opt2, sched2 = make(200)  # the run was shortened: the new schedule applies from iteration 150
+    opt2.load_state_dict(opt.state_dict())
+    _load_schedule(sched2, saved)
+    expected = 1e-6 + (1e-3 - 1e-6) * (1 + math.cos(math.pi * 150 / 200)) / 2 if kind == "cosine" else 5e-4
+    assert opt2.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9)
+    assert sched2.last_epoch == 150
+    for _ in range(50):  # and it ends where the new schedule ends
+        opt2.step()
+        sched2.step()
+    end = 1e-6 if kind == "cosine" else 5e-4
+    assert opt2.param_groups[0]["lr"] == pytest.approx(end, rel=1e-6, abs=1e-12)
+    same_opt, same = make(400)  # an unchanged config restores the saved learning rate as before
+    same_opt.load_state_dict(opt.state_dict())
+    _load_schedule(same, saved)
+    assert same_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]

@@ -141,7 +141,7 @@ def restore_state(s: Stage, state: TrainingState) -> None:
             else:
                 s.ema = ModelEMA(s.g, decay=s.ema.decay)
         s.opt_g.load_state_dict(state.optim_g)
-        s.sched_g.load_state_dict(state.sched_g)
+        _load_schedule(s.sched_g, state.sched_g)
         if state.scaler_g:
             s.scaler_g.load_state_dict(state.scaler_g)
         if s.gan is not None:
@@ -149,7 +149,7 @@ def restore_state(s: Stage, state: TrainingState) -> None:
                 raise KeyError("discriminator")
             s.gan.d.load_state_dict(state.discriminator)
             s.gan.opt.load_state_dict(state.optim_d)
-            s.gan.sched.load_state_dict(state.sched_d)
+            _load_schedule(s.gan.sched, state.sched_d)
             if state.scaler_d:
                 s.gan.scaler.load_state_dict(state.scaler_d)
     except (KeyError, RuntimeError, ValueError) as exc:
@@ -157,6 +157,30 @@ def restore_state(s: Stage, state: TrainingState) -> None:
     s.iteration = int(state.iteration)
     s.best = Best.from_dict(state.best or {})
     s.nonfinite_streak = int(state.nonfinite_streak)
+
+
+# Hyper-parameters a scheduler's state dict carries but the config owns (horizon, milestones, floor).
+_SCHEDULE_KEYS = ("T_max", "eta_min", "milestones", "step_size", "gamma")
+
+
+def _load_schedule(sched: Any, saved: dict[str, Any]) -> None:
+    """Restore ``sched``'s position from ``saved`` but keep the config's schedule.
+
+    A resumed run may change its length (``total_iters``) or milestones. The learning rate then follows
+    the new schedule from the saved iteration on (its closed form), instead of the old schedule's shape
+    that the state dict would otherwise bring back.
+    """
+    own = {k: v for k, v in vars(sched).items() if k in _SCHEDULE_KEYS}
+    sched.load_state_dict(saved)
+    changed = {k: v for k, v in own.items() if getattr(sched, k) != v}
+    if not changed:
+        return
+    for k, v in own.items():
+        setattr(sched, k, v)
+    lrs = sched._get_closed_form_lr()
+    for group, lr in zip(sched.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    sched._last_lr = list(lrs)
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -7,6 +7,7 @@ so a run and its resumed continuation build identical networks before the checkp
 from __future__ import annotations
 
 import dataclasses
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,18 @@ def make_loader(
         batch_sampler=sampler,
         num_workers=cfg.data.num_workers,
         pin_memory=rt.device.type == "cuda",
+        worker_init_fn=_ignore_stop_signals,
     )
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Workers leave SIGINT/SIGTERM to the trainer, which saves a checkpoint and then shuts them down.
+
+    A Ctrl-C or ``kill -- -PGID`` reaches the whole process group; a worker that died of it first would
+    turn the orderly stop into a DataLoader error and lose the iterations since the last checkpoint.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_stage(
