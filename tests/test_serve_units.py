@@ -224,3 +224,30 @@ def test_progress_entries_are_bounded_and_expire() -> None:
     board.update("request-0004", stage="done")
     time.sleep(0.1)
     assert board.get("request-0004") is None
+
+
+def test_the_registry_runs_models_on_the_configured_runtime(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from esrgan.models import RRDBNet
+    from esrgan.serving import ModelRegistry
+
+    monkeypatch.setenv("ESRGAN_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    net = RRDBNet(scale=4, num_feat=8, num_block=1, num_grow_ch=4).eval()
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        ServeSettings(models=("x",), runtime="tensorrt")
+    onnx = ModelRegistry(
+        generators={"tiny": net}, default="tiny", device="cpu", precision="fp32", runtime="onnxruntime"
+    )
+    eager = ModelRegistry(
+        generators={"tiny": net}, default="tiny", device="cpu", precision="fp32", runtime="torch"
+    )
+    up_onnx, up_eager = onnx.upscaler("tiny", "fp32"), eager.upscaler("tiny", "fp32")
+    assert (up_onnx.runtime, up_eager.runtime) == ("onnxruntime", "torch")
+    assert onnx.upscaler("tiny", "auto") is up_onnx  # auto is fp32 here: one shared copy, not two
+    x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+    diff = (up_onnx.upscale(x) - up_eager.upscale(x)).abs().max().item()
+    assert diff < 1e-4

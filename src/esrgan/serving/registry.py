@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from esrgan.inference import Upscaler, resolve_device, resolve_precision
+from esrgan.inference import Upscaler, resolve_device
 from esrgan.inference.tiling import default_tile_overlap
 from esrgan.models import RRDBNet
 from esrgan.serving.settings import BICUBIC, ServeSettings, model_name
@@ -54,6 +54,7 @@ class ModelRegistry:
         device: str = "auto",
         precision: str = "auto",
         tile: int | str = "auto",
+        runtime: str = "auto",
     ) -> None:
         if default not in generators:
             raise ValueError(f"default model {default!r} is not among {sorted(generators)}")
@@ -65,11 +66,13 @@ class ModelRegistry:
         self.device = resolve_device(device)
         self.precision = precision
         self.tile = tile
+        self.runtime = runtime
         self._overlap = default_tile_overlap(tile)
         self._lock = threading.Lock()
         self._upscalers: dict[tuple[str, str], Upscaler] = {}
         for name in self._generators:
-            self.upscaler(name, precision)
+            # prepare() exports for ONNX Runtime now (once per weights, then cached), not in a request.
+            self.upscaler(name, precision).prepare()
 
     @classmethod
     def load(cls, settings: ServeSettings) -> ModelRegistry:
@@ -85,6 +88,7 @@ class ModelRegistry:
             device=settings.device,
             precision=settings.precision,
             tile=settings.tile,
+            runtime=settings.runtime,
         )
 
     @property
@@ -121,15 +125,13 @@ class ModelRegistry:
         with self._lock:
             up = self._upscalers.get(key)
             if up is None:
-                # Two names that resolve to the same dtype share one copy (auto is fp32 on most CPUs).
-                dtype = resolve_precision(precision, self.device)
-                up = next(
-                    (u for (n, _), u in self._upscalers.items() if n == name and u.dtype == dtype), None
-                )
-            if up is None:
                 model = copy.deepcopy(self._generators[name])
                 up = Upscaler(
-                    model, device=self.device, precision=precision, tile=self.tile, tile_overlap=self._overlap
-                )
+                    model, device=self.device, precision=precision, tile=self.tile,
+                    tile_overlap=self._overlap, runtime=self.runtime,
+                )  # fmt: skip
+                # Two names that resolve to the same dtype and runtime share one (auto is fp32 on the CPU).
+                same = (u for (n, _), u in self._upscalers.items() if n == name and u.dtype == up.dtype)
+                up = next((u for u in same if u.runtime == up.runtime), up)
             self._upscalers[key] = up
             return up

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from esrgan.inference.precision import PRECISION_NAMES
+from esrgan.inference.runtime import RUNTIME_NAMES
 from esrgan.weights.zoo import DEFAULT_MODEL, REGISTRY
 
 BICUBIC = "bicubic"
@@ -64,6 +65,9 @@ class ServeSettings:
     """Default precision (auto, fp32, bf16, fp16); a request may ask for another."""
     tile: int | str = "auto"
     """Tile side in input pixels, 'auto' (from free memory) or 0 (whole image)."""
+    runtime: str = "auto"
+    """What runs the model: auto (ONNX Runtime for fp32 on the CPU, like `esrgan upscale`), torch or
+    onnxruntime."""
     cache_dir: Path | None = None
     """Folder for converted zoo models (default: the user cache, `$ESRGAN_CACHE`)."""
 
@@ -95,6 +99,8 @@ class ServeSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.precision not in PRECISION_NAMES:
             raise ValueError(f"precision must be one of {', '.join(PRECISION_NAMES)}, got {self.precision!r}")
+        if self.runtime not in RUNTIME_NAMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIME_NAMES)}, got {self.runtime!r}")
         if isinstance(self.tile, str) and self.tile != "auto":
             raise ValueError(f"tile must be 'auto' or an integer >= 0, got {self.tile!r}")
         if isinstance(self.tile, int) and self.tile < 0:
