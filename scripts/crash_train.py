@@ -5,8 +5,9 @@
 First an uninterrupted `python -m esrgan train` of a tiny config (configs/smoke.yaml shrunk) gives the
 reference weights. Then the same run is started in a fresh folder and ended, round after round, by
 SIGKILL at a random moment of its training loop, by SIGKILL while a checkpoint is being written (the moment
-the temporary file of the atomic write appears in RUN/checkpoints), or by SIGTERM (which must write a
-checkpoint and exit 0); each next round resumes it with --resume. While a round runs, and after it ends,
+the temporary file of the atomic write appears in RUN/checkpoints), or by SIGTERM to its process group,
+DataLoader worker included (which must write a checkpoint and exit 0); each next round resumes it with
+--resume. While a round runs, and after it ends,
 every checkpoint file seen on disk is loaded (through a hard link, so pruning cannot pull it away
 mid-read). A last round runs to the end; its release weights must equal the reference bit for bit, its
 validation records in metrics.jsonl must equal the reference's (a resume drops what a killed attempt logged
@@ -70,7 +71,7 @@ def crash_overrides(shared: Path, *, pretrain: int, gan: int) -> list[str]:
         "batch_size=2", "pretraining.cr_patch_size=[32, 32]", "training.cr_patch_size=[32, 32]",
         "data.max_train_images=4", "data.max_val_images=1", "data.val_crop=64",
         "validation.every=3", "checkpoint.every=1", "checkpoint.keep_last=2", "logging.log_every=2",
-        "logging.tensorboard=false", "cpu_threads=1", "precision=fp32",
+        "logging.tensorboard=false", "cpu_threads=1", "precision=fp32", "data.num_workers=1",
     ]  # fmt: skip
 
 
@@ -147,9 +148,10 @@ class CrashRun:
         resume = bool(list_checkpoints(self.ckpt_dir))
         self.resumes += resume
         cmd = [*self.command, "--resume"] if resume else self.command
-        proc = subprocess.Popen(
-            cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-        )
+        proc = subprocess.Popen(  # own process group: SIGTERM rounds signal the group, as a terminal does
+            cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True,
+        )  # fmt: skip
         return Trainer(proc=proc)
 
     def check_checkpoints(self) -> None:
@@ -252,7 +254,9 @@ class CrashRun:
         if not self._watch(t, lambda: time.monotonic() >= deadline):
             self._finished(t)
             return None
-        t.proc.send_signal(signal.SIGTERM)
+        # To the whole group, DataLoader worker included (Ctrl-C, `kill -- -PGID`, systemd): the trainer
+        # alone must handle it; a worker that died of it would turn the stop into an error.
+        os.killpg(t.proc.pid, signal.SIGTERM)
         rc = t.end()
         stopped = [line for line in t.lines if line.startswith("stopped at ")]
         if rc != 0 or not stopped:
