@@ -3,12 +3,12 @@
     .venv/bin/python scripts/release_models.py --run runs/cpu_esrgan_x4 \
         --data-root ../shared/datasets --weights-root ../shared/weights
 
-For each release: pick the raw or EMA weights of the run by BSDS500 val (BSD100) alone (PSNR-Y for the
-PSNR model, LPIPS for the GAN model; Set5/Set14 never choose anything), build the alpha-0.8 interpolation,
-store fp16 tensors when the fp16 model's output stays >= 50 dB PSNR from the fp32 output (else fp32),
-measure Set5/Set14 with `esrgan test` and write everything into the safetensors metadata. Prints the
-tensor sha256 values to pin in `esrgan.weights.zoo.REGISTRY`. `--sweep` also measures alpha 0, 0.2, ..., 1
-on Set5/Set14 and draws the PSNR-vs-LPIPS curve.
+For each release: pick the final raw, final EMA or best-on-validation weights of the run by BSDS500 val
+(BSD100) alone (PSNR-Y for the PSNR model, LPIPS for the GAN model; Set5/Set14 never choose anything),
+build the alpha-0.8 interpolation, store fp16 tensors when the fp16 model's output stays >= 50 dB PSNR
+from the fp32 output (else fp32), measure Set5/Set14 with `esrgan test` and write everything into the
+safetensors metadata. Prints the tensor sha256 values to pin in `esrgan.weights.zoo.REGISTRY`. `--sweep`
+also measures alpha 0, 0.2, ..., 1 on Set5/Set14 and draws the PSNR-vs-LPIPS curve.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ def esrgan_test(
 
 
 def choose(run: Path, stem: str, key: str, args: argparse.Namespace, work: Path) -> Path:
-    """The raw or EMA weights of a stage, whichever scores better on BSDS500 val."""
+    """The stage's final raw or EMA weights or its best-on-validation ones, whichever scores best on the
+    whole BSDS500 val split (the run validated on 20 crops of it)."""
     scores = {}
-    for name in (stem, f"{stem}_ema"):
+    for name in (stem, f"{stem}_ema", stem.replace("_g", "_best")):
         path = run / "weights" / f"{name}.safetensors"
         if path.is_file():
             val = esrgan_test(path, "bsds100", args, work / f"val_{name}", lpips=key == "lpips")
