@@ -29,6 +29,7 @@ BASE_URL_ENV = "ESRGAN_MODELS_URL"
 """When set, URL entries are fetched from `<value>/<filename>` (mirrors, tests) instead of their URL."""
 
 _X4 = RRDBNetConfig()  # ESRGAN paper: 64 features, 23 RRDBs, growth 32, nearest+conv x4
+_OURS = RRDBNetConfig(num_feat=32, num_block=6, num_grow_ch=16)  # configs/cpu_esrgan_x4.yaml
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,16 @@ REGISTRY: dict[str, ZooEntry] = {
             resource="REALSR_DF2K_UP4X",
             tensors_sha256="56b5b91b400b0a2ccdff429d9dae98018cf327db48c03591508eac92b4c85f18",
             license="see the RealSR project (Tencent/Real-SR)",
+        ),
+        ZooEntry(
+            name="esrgan-x4-psnr",
+            architecture=_OURS,
+            description="ours: PSNR-oriented RRDBNet (32 features, 6 RRDBs), trained on BSDS500 only",
+            kind="bundled",
+            resource="esrgan-x4-psnr.safetensors",
+            tensors_sha256="8d8be50e875e91638c9142ee7519837144608ec484d371918d2aaf81a6504530",
+            license="Apache-2.0 (this project); trained on BSDS500 images",
+            note="configs/cpu_esrgan_x4.yaml stage 1 (12000 iterations); Set5/Set14 scores in its metadata",
         ),
         ZooEntry(
             name="realesrgan-x4plus-anime",
