@@ -276,3 +276,41 @@ def test_lpips_weights_default_to_environment_and_user_folders(monkeypatch, tmp_
     assert default_lpips_search_dirs() == [tmp_path / "w", Path("weights"), user]
     monkeypatch.delenv("ESRGAN_WEIGHTS")
     assert default_lpips_search_dirs() == [Path("weights"), user]
+
+
+def test_onnxruntime_scores_equal_eager_and_a_bad_runtime_is_one_line(tmp_path):
+    _write_folder(tmp_path / "mine")
+    net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=4)
+    save_generator(net, tmp_path / "tiny.safetensors")
+    scores = {}
+    for runtime in ("torch", "onnxruntime"):
+        run = run_test(
+            EvaluationOptions(
+                model=str(tmp_path / "tiny.safetensors"),
+                datasets=(str(tmp_path / "mine"),),
+                out_dir=tmp_path / runtime,
+                device="cpu",
+                tile=0,
+                lpips=False,
+                figures="none",
+                progress=False,
+                runtime=runtime,
+            )
+        )
+        assert run.meta["runtime"] == runtime
+        scores[runtime] = [im.psnr_y for im in run.results[0].images]
+    assert scores["onnxruntime"] == pytest.approx(scores["torch"], abs=0.01)
+    res = runner.invoke(
+        app,
+        [
+            "test",
+            "-m",
+            str(tmp_path / "tiny.safetensors"),
+            "-d",
+            str(tmp_path / "mine"),
+            "--runtime",
+            "tensorrt",
+        ],
+    )
+    assert res.exit_code == 2 and "unknown runtime 'tensorrt'" in res.output
+    assert "Traceback" not in res.output

@@ -47,6 +47,12 @@ LRSourceOpt = Annotated[
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 Precision = Annotated[str, typer.Option(help="fp32 (default for evaluation), fp16, bf16 or auto.")]
+Runtime = Annotated[
+    str,
+    typer.Option(
+        help="torch (eager, default), onnxruntime (CPU fp32: the same output, faster; exported once) or auto."
+    ),
+]
 Tile = Annotated[str, typer.Option(help="Model input tile size in pixels, 'auto', or 0 for whole images.")]
 Lpips = Annotated[bool, typer.Option("--lpips/--no-lpips", help="Compute LPIPS (needs VGG16 + heads).")]
 LpipsVgg = Annotated[
@@ -75,6 +81,7 @@ def test(
     lr_source: LRSourceOpt = "degrade",
     device: Device = "auto",
     precision: Precision = "fp32",
+    runtime: Runtime = "torch",
     tile: Tile = "auto",
     lpips: Lpips = True,
     lpips_vgg: LpipsVgg = None,
@@ -108,6 +115,7 @@ def test(
             scale=scale,
             device=device,
             precision=precision,
+            runtime=runtime,
             tile=parse_tile(tile),
             # Checked after --tile, as EvaluationOptions would: the same first error when several are wrong.
             lr_source=parse_lr_source(lr_source),

@@ -96,6 +96,8 @@ class EvaluationOptions:
     """auto, cpu, cuda, cuda:N or mps."""
     precision: str = "fp32"
     """fp32 (the protocol's), fp16, bf16 or auto."""
+    runtime: str = "torch"
+    """What runs the model: torch (eager), onnxruntime (CPU fp32, the same output, faster) or auto."""
     tile: int | str = "auto"
     """Model input tile size in pixels, 'auto' (from free memory) or 0 for whole images."""
     tile_overlap: int | None = None
@@ -140,6 +142,7 @@ class SRModel:
     precision: str
     run: SRFunction
     is_bicubic: bool
+    runtime: str = "torch"
 
 
 @dataclass(kw_only=True)
@@ -177,6 +180,7 @@ def load_sr_model(
     tile: int | str,
     tile_overlap: int | None,
     progress: bool,
+    runtime: str = "torch",
 ) -> SRModel:
     """The bicubic baseline or a loaded generator behind a tiled `Upscaler`."""
     if spec.strip().lower() == BICUBIC:
@@ -195,8 +199,11 @@ def load_sr_model(
     overlap = default_tile_overlap(tile) if tile_overlap is None else tile_overlap
     try:
         net = load_generator(spec, progress=progress)
-        upscaler = Upscaler(net, device=device, precision=precision, tile=tile, tile_overlap=overlap)
-    except (ValueError, OSError, RuntimeError) as exc:
+        upscaler = Upscaler(
+            net, device=device, precision=precision, tile=tile, tile_overlap=overlap, runtime=runtime
+        )
+        upscaler.prepare()  # an ONNX export (once per weights) happens here, not in the first image's time
+    except (ValueError, OSError, RuntimeError, ImportError) as exc:
         text = " ".join(str(exc).split())
         raise EvaluationError(text if spec in text else f"{spec}: {text}") from None
     if scale is not None and scale != upscaler.scale:
@@ -208,6 +215,7 @@ def load_sr_model(
         precision=upscaler.precision,
         run=upscaler.upscale,
         is_bicubic=False,
+        runtime=upscaler.runtime,
     )
 
 
@@ -252,6 +260,7 @@ def run_test(options: EvaluationOptions, *, on_note: Callable[[str], None] | Non
         tile=o.tile,
         tile_overlap=o.tile_overlap,
         progress=o.progress,
+        runtime=o.runtime,
     )
     try:
         sets = [(dataset_key(name), find_benchmark(root, name, model.scale)) for name in o.datasets]
@@ -311,6 +320,7 @@ def _meta(
         "data_root": str(root),
         "device": str(device),
         "precision": model.precision,
+        "runtime": model.runtime,
         "protocol": (
             f"HR cropped to a multiple of {scale}; LR {given}; SR rounded to uint8; PSNR/SSIM on BT.601 Y "
             f"and RGB, border {scale}, SSIM Gaussian 11/1.5 valid; LPIPS-VGG v0.1 on whole images; "
