@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from esrgan.inference import Upscaler, resolve_device
+from esrgan.inference.precision import resolve_precision_and_runtime
 from esrgan.inference.tiling import default_tile_overlap
 from esrgan.models import RRDBNet
 from esrgan.serving.settings import BICUBIC, ServeSettings, model_name
@@ -125,13 +126,23 @@ class ModelRegistry:
         with self._lock:
             up = self._upscalers.get(key)
             if up is None:
+                # Two names that resolve to the same dtype and runtime share one (auto is fp32 on the CPU).
+                dtype, runtime = resolve_precision_and_runtime(
+                    precision, self.runtime, model=self._generators[name], device=self.device
+                )
+                up = next(
+                    (
+                        u
+                        for (n, _), u in self._upscalers.items()
+                        if n == name and (u.dtype, u.runtime) == (dtype, runtime)
+                    ),
+                    None,
+                )
+            if up is None:
                 model = copy.deepcopy(self._generators[name])
                 up = Upscaler(
                     model, device=self.device, precision=precision, tile=self.tile,
                     tile_overlap=self._overlap, runtime=self.runtime,
                 )  # fmt: skip
-                # Two names that resolve to the same dtype and runtime share one (auto is fp32 on the CPU).
-                same = (u for (n, _), u in self._upscalers.items() if n == name and u.dtype == up.dtype)
-                up = next((u for u in same if u.runtime == up.runtime), up)
             self._upscalers[key] = up
             return up

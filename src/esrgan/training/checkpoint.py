@@ -172,8 +172,7 @@ def _load_schedule(sched: Any, saved: dict[str, Any]) -> None:
     """
     own = {k: v for k, v in vars(sched).items() if k in _SCHEDULE_KEYS}
     sched.load_state_dict(saved)
-    changed = {k: v for k, v in own.items() if getattr(sched, k) != v}
-    if not changed:
+    if all(getattr(sched, k) == v for k, v in own.items()):
         return
     for k, v in own.items():
         setattr(sched, k, v)
