@@ -40,6 +40,8 @@ from esrgan.training.checkpoint import CheckpointError, list_checkpoints, load_c
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "smoke.yaml"
+STAGES = ("pretrain", "gan")
+"""In training order, as checkpoint names start."""
 STAGE_LINE = "starting at"
 """Printed by the trainer when a stage's loop is about to start."""
 WEIGHTS = [
@@ -205,19 +207,35 @@ class CrashRun:
         self.kills += 1
         self.check_checkpoints()
 
-    def sigkill_at_random(self, span: float) -> str | None:
-        """SIGKILL a uniform random time (0..span s) into the training loop; None: it finished first."""
+    def reached(self, stage: str, iteration: int) -> bool:
+        """Whether the newest checkpoint on disk is at or past ``stage`` ``iteration``."""
+        done = list_checkpoints(self.ckpt_dir)
+        if not done:
+            return False
+        name, it = done[-1].stem.split("_")
+        return (STAGES.index(name), int(it)) >= (STAGES.index(stage), iteration)
+
+    def _moment(self, span: float, by: tuple[str, int] | None) -> Callable[[], bool]:
+        """A uniform random time 0..span s from now, or the checkpoint ``by`` on disk, whichever comes first.
+
+        ``by`` keeps the signal inside the run however fast the machine is: a fixed time span alone can
+        outlast a short run on a fast machine, so the signal would come after the end.
+        """
+        deadline = time.monotonic() + self.rng.uniform(0.0, span)
+        return lambda: time.monotonic() >= deadline or (by is not None and self.reached(*by))
+
+    def sigkill_at_random(self, span: float, *, by: tuple[str, int] | None = None) -> str | None:
+        """SIGKILL a random moment of the training loop (see ``_moment``); None: it finished first."""
         t = self.launch()
         self._started(t)
-        delay = self.rng.uniform(0.0, span)
-        deadline = time.monotonic() + delay
-        if not self._watch(t, lambda: time.monotonic() >= deadline):
+        start = time.monotonic()
+        if not self._watch(t, self._moment(span, by)):
             self._finished(t)
             return None
         t.proc.send_signal(signal.SIGKILL)
         self._after_kill(t)
         self.random_kills += 1
-        return f"SIGKILL {delay:.2f} s into the loop"
+        return f"SIGKILL {time.monotonic() - start:.2f} s into the loop"
 
     def sigkill_while_writing(self, nth: int = 1, *, stage: str = "") -> str | None:
         """SIGKILL as soon as the ``nth`` checkpoint write (of ``stage``, if given) has its temporary file.
@@ -245,18 +263,19 @@ class CrashRun:
         target = cut[0][1:].split(".tmp-")[0] if cut else "(the rename came first)"
         return f"SIGKILL while writing checkpoint {nth}: {target}"
 
-    def sigterm(self, span: float) -> str | None:
-        """SIGTERM a random time into the loop: exit 0 with a checkpoint of the iteration it stopped at."""
+    def sigterm(self, span: float, *, by: tuple[str, int] | None = None) -> str | None:
+        """SIGTERM a random moment of the loop (see ``_moment``): exit 0 with a checkpoint of the iteration
+        it stopped at."""
         t = self.launch()
         self._started(t)
-        delay = self.rng.uniform(0.0, span)
-        deadline = time.monotonic() + delay
-        if not self._watch(t, lambda: time.monotonic() >= deadline):
+        start = time.monotonic()
+        if not self._watch(t, self._moment(span, by)):
             self._finished(t)
             return None
         # To the whole group, DataLoader worker included (Ctrl-C, `kill -- -PGID`, systemd): the trainer
         # alone must handle it; a worker that died of it would turn the stop into an error.
         os.killpg(t.proc.pid, signal.SIGTERM)
+        delay = time.monotonic() - start
         rc = t.end()
         stopped = [line for line in t.lines if line.startswith("stopped at ")]
         if rc != 0 or not stopped:
