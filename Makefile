@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch pinned here: an unpinned torch resolves to a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[dev,int8]"
 	touch $(STAMP)
 
 venv: $(STAMP)

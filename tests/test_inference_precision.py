@@ -181,7 +181,7 @@ def test_cuda_auto_tile_uses_free_memory():
         ({"tile": 1.5}, "tile must be"),
         ({"tile_overlap": -2}, "tile_overlap"),
         ({"tile": 16, "tile_overlap": 16}, "larger than tile_overlap"),
-        ({"precision": "int8"}, "unknown precision"),
+        ({"precision": "int4"}, "unknown precision .int4.: use one of auto, fp32, bf16, fp16, int8"),
         ({"device": "quantum"}, "unknown device"),
     ],
 )

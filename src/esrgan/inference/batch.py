@@ -244,6 +244,7 @@ def load_upscaler(
 ) -> tuple[Upscaler, list[str]]:
     """The `Upscaler` for `model` (None: the zoo's default model), and the warnings raised while preparing
     it (e.g. emulated bf16) for the caller to show. `tile_overlap` None: `default_tile_overlap(tile)`."""
+    from esrgan.inference.int8 import KNOWN_DROPS, known_drop
     from esrgan.weights import WeightsError, load_generator
     from esrgan.weights.zoo import DEFAULT_MODEL
 
@@ -254,6 +255,7 @@ def load_upscaler(
         text = " ".join(str(exc).split()) or type(exc).__name__
         raise SetupError(text if spec in text else f"{spec}: {text}") from None
     overlap = default_tile_overlap(tile) if tile_overlap is None else tile_overlap
+    drop = known_drop(spec)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -265,10 +267,18 @@ def load_upscaler(
                 tile_overlap=overlap,
                 max_memory=max_memory,
                 runtime=runtime,
+                int8_drop_db=None if drop is None else drop.worst_db,
             )
         except (DeviceError, ValueError) as exc:
             raise SetupError(str(exc)) from None
-    return upscaler, [str(w.message) for w in caught]
+    found = [str(w.message) for w in caught]
+    if upscaler.precision == "int8" and drop is None:
+        measured = ", ".join(KNOWN_DROPS) or "none"
+        found.append(
+            f"the int8 quality of {spec} has not been measured (measured: {measured}); compare "
+            "`esrgan test --precision int8` with --precision fp32 before relying on it"
+        )
+    return upscaler, found
 
 
 @dataclass(frozen=True)

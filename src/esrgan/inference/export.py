@@ -13,16 +13,21 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from esrgan.utils import atomic_write, user_cache_dir
+
+if TYPE_CHECKING:
+    from esrgan.inference.int8 import Int8Model
 
 EXPORT_FORMATS = ("onnx", "openvino")
 ONNX_OPSET = 18
@@ -154,13 +159,21 @@ class ExportReport:
     format: str
     max_abs_diff: float
     check_hw: tuple[int, int]
+    psnr_db: float = float("inf")
+    """PSNR of the export's output against PyTorch's on the check image (all channels)."""
+    int8: Int8Model | None = None
+    """The quantisation report of an int8 export."""
 
     def summary(self) -> str:
         h, w = self.check_hw
-        return (
-            f"{self.path} ({self.format}, fp32, dynamic batch/height/width): max |{self.format} - pytorch| "
+        kind = "int8" if self.int8 is not None else "fp32"
+        text = (
+            f"{self.path} ({self.format}, {kind}, dynamic batch/height/width): max |{self.format} - pytorch| "
             f"= {self.max_abs_diff:.2e} on a {w}x{h} image (output in [0, 1])"
         )
+        if self.int8 is not None:
+            text += f", PSNR {self.psnr_db:.1f} dB from fp32; {self.int8.summary()}"
+        return text
 
 
 # The check runs on a crop this size at most (two 23-block passes stay a few seconds on a CPU); not
@@ -178,10 +191,15 @@ def synthetic_check_image(seed: int = 0) -> torch.Tensor:
     return (0.85 * smooth + 0.15 * torch.rand(1, 3, *CHECK_HW, generator=g))[0].clamp(0, 1)
 
 
-def export_and_check(model: nn.Module, path: str | Path, *, format: str, image: torch.Tensor) -> ExportReport:
+def export_and_check(
+    model: nn.Module, path: str | Path, *, format: str, image: torch.Tensor, int8: bool = False
+) -> ExportReport:
     """Export `model` to `path` and compare the export with PyTorch on the centre crop (at most
-    `CHECK_HW`) of `image` ((C,H,W) or (1,C,H,W) float in [0, 1], e.g. a real photo)."""
+    `CHECK_HW`) of `image` ((C,H,W) or (1,C,H,W) float in [0, 1], e.g. a real photo). `int8`: quantise
+    it for OpenVINO first (`esrgan.inference.int8.quantize_int8`; format must be openvino)."""
     fmt = _format(format)
+    if int8 and fmt != "openvino":
+        raise ExportError("an int8 export is an OpenVINO model: use --format openvino")
     x = image if image.dim() == 4 else image.unsqueeze(0)
     multiple = int(getattr(model, "input_multiple", 1))
     h, w = (min(c, s) for c, s in zip(CHECK_HW, x.shape[-2:], strict=True))
@@ -190,9 +208,21 @@ def export_and_check(model: nn.Module, path: str | Path, *, format: str, image: 
     if x.shape[-2] < h or x.shape[-1] < w:
         raise ExportError(f"check image is smaller than the model's input multiple {multiple}")
     crop = x[..., top : top + h, left : left + w].float()
-    written = export_model(model, path, format=fmt)
-    diff = max_abs_difference(written, model, crop, format=fmt)
-    return ExportReport(path=written, format=fmt, max_abs_diff=diff, check_hw=(h, w))
+    report: Int8Model | None = None
+    if int8:
+        from esrgan.inference.int8 import Int8Error, quantize_int8
+
+        try:
+            report = quantize_int8(model, path)
+        except Int8Error as exc:
+            raise ExportError(str(exc)) from None
+        written = report.path
+    else:
+        written = export_model(model, path, format=fmt)
+    diff, psnr_db = _compare(written, model, crop, format=fmt)
+    return ExportReport(
+        path=written, format=fmt, max_abs_diff=diff, check_hw=(h, w), psnr_db=psnr_db, int8=report
+    )
 
 
 def run_exported(path: str | Path, x: torch.Tensor, *, format: str) -> torch.Tensor:
@@ -212,15 +242,22 @@ def run_exported(path: str | Path, x: torch.Tensor, *, format: str) -> torch.Ten
     return torch.from_numpy(out.copy())
 
 
-def max_abs_difference(path: str | Path, model: nn.Module, x: torch.Tensor, *, format: str) -> float:
-    """Largest |exported - PyTorch| over the output of `x` (values in [0, 1] images' units)."""
+def _compare(path: str | Path, model: nn.Module, x: torch.Tensor, *, format: str) -> tuple[float, float]:
+    """(largest |exported - PyTorch|, PSNR in dB) over the output of `x`, both clamped to [0, 1]."""
     clone = _export_copy(model)
     with torch.no_grad():
         expected = clone(x.detach().to("cpu", torch.float32))
     got = run_exported(path, x, format=format)
     if got.shape != expected.shape:
         raise ExportError(f"{path}: output shape {tuple(got.shape)}, PyTorch gives {tuple(expected.shape)}")
-    return float((got - expected).abs().max())
+    diff = float((got - expected).abs().max())
+    mse = float((got.clamp(0, 1).double() - expected.clamp(0, 1).double()).pow(2).mean())
+    return diff, (float("inf") if mse == 0 else -10.0 * math.log10(mse))
+
+
+def max_abs_difference(path: str | Path, model: nn.Module, x: torch.Tensor, *, format: str) -> float:
+    """Largest |exported - PyTorch| over the output of `x` (values in [0, 1] images' units)."""
+    return _compare(path, model, x, format=format)[0]
 
 
 def onnx_cache_dir() -> Path:

@@ -25,7 +25,9 @@ from esrgan.device import (
 )
 
 __all__ = [
+    "AUTO_INT8_MAX_DROP_DB",
     "DEVICE_NAMES",
+    "INFERENCE_PRECISIONS",
     "PRECISION_NAMES",
     "DeviceError",
     "compute_context",
@@ -41,10 +43,26 @@ __all__ = [
 ]
 
 
+INFERENCE_PRECISIONS = (*PRECISION_NAMES, "int8")
+"""What inference accepts: the training precisions plus int8 (CPU, OpenVINO; see `esrgan.inference.int8`)."""
+AUTO_INT8_MAX_DROP_DB = 0.05
+"""`auto` picks int8 only for a model whose measured PSNR-Y drop is at most this (dB)."""
+
+
 def resolve_precision_and_runtime(
-    precision: str, runtime: str, *, model: nn.Module, device: torch.device
+    precision: str,
+    runtime: str,
+    *,
+    model: nn.Module,
+    device: torch.device,
+    int8_drop_db: float | None = None,
 ) -> tuple[torch.dtype, str]:
-    """The compute dtype and runtime (`torch` or `onnxruntime`) for an inference request.
+    """The compute dtype and runtime (`torch`, `onnxruntime` or `openvino`) for an inference request.
+
+    `int8` runs on OpenVINO (fp32 in and out, int8 inside) on the CPU only; `runtime` may then be
+    `auto` or `torch` (the default of `esrgan test`), not `onnxruntime`. `auto` on the CPU picks int8
+    only when `int8_drop_db`, the model's measured PSNR-Y drop in int8 (`esrgan.inference.int8`), is at
+    most `AUTO_INT8_MAX_DROP_DB`, `runtime` is `auto` and OpenVINO and NNCF are installed.
 
     `auto` precision on the CPU, when ONNX Runtime can run the model (`runtime` auto or onnxruntime,
     see `esrgan.inference.runtime.resolve_runtime`), is fp32 on ONNX Runtime: the same output as eager
@@ -53,9 +71,33 @@ def resolve_precision_and_runtime(
     Otherwise the precision follows the shared policy (`esrgan.device.resolve_precision`) and the
     runtime `resolve_runtime`.
     """
+    from esrgan.inference.int8 import int8_available
     from esrgan.inference.runtime import resolve_runtime
 
-    auto_on_cpu = precision.strip().lower() == "auto" and device.type == "cpu"
+    name = precision.strip().lower()
+    if name not in INFERENCE_PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}: use one of {', '.join(INFERENCE_PRECISIONS)}")
+    wanted_runtime = runtime.strip().lower()
+    if name == "int8":
+        if device.type != "cpu":
+            raise DeviceError(f"precision int8 runs on the CPU only (device is {device}); use fp16 on a GPU")
+        if wanted_runtime == "onnxruntime":
+            raise ValueError("precision int8 runs on OpenVINO, not ONNX Runtime (leave --runtime at auto)")
+        if getattr(model, "config", None) is None:
+            raise ValueError("precision int8 needs an RRDBNet-style generator")
+        if not int8_available():
+            raise DeviceError("precision int8 needs OpenVINO and NNCF: pip install 'esrgan[int8]'")
+        return torch.float32, "openvino"
+    auto_on_cpu = name == "auto" and device.type == "cpu"
+    if (
+        auto_on_cpu
+        and wanted_runtime == "auto"
+        and int8_drop_db is not None
+        and int8_drop_db <= AUTO_INT8_MAX_DROP_DB
+        and getattr(model, "config", None) is not None
+        and int8_available()
+    ):
+        return torch.float32, "openvino"
     if auto_on_cpu and resolve_runtime(runtime, model=model, device=device, dtype=torch.float32) == (
         "onnxruntime"
     ):

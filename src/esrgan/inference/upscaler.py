@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from esrgan.inference.image_io import ImageData
+from esrgan.inference.int8 import Int8Model, OpenVinoRunner
 from esrgan.inference.precision import (
     compute_context,
     input_dtype,
@@ -61,6 +62,11 @@ class Upscaler:
     same output, faster) or `auto` (ONNX Runtime where it applies). ONNX Runtime needs the model
     exported once; that happens at the first `prepare` or `upscale` (not here: constructors do no I/O)
     and the file is cached in `cache_dir` (default: the user cache, see `export.cached_onnx`).
+
+    `precision="int8"` runs the model quantised for OpenVINO (`esrgan.inference.int8`), made at the
+    first `prepare` and cached the same way (default `int8.int8_cache_dir()`); `int8_drop_db`, the
+    model's measured PSNR-Y drop in int8, lets `precision="auto"` pick it (see
+    `resolve_precision_and_runtime`). `int8_report` describes the quantised model once prepared.
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class Upscaler:
         max_memory: int | None = None,
         runtime: str = "torch",
         cache_dir: str | Path | None = None,
+        int8_drop_db: float | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -106,9 +113,9 @@ class Upscaler:
         self.scale: int = scale
         self.device = resolve_device(device)
         self.dtype, self.runtime = resolve_precision_and_runtime(
-            precision, runtime, model=model, device=self.device
+            precision, runtime, model=model, device=self.device, int8_drop_db=int8_drop_db
         )
-        self.precision = precision_name(self.dtype)
+        self.precision = "int8" if self.runtime == "openvino" else precision_name(self.dtype)
         self.tile: int | str = tile
         self.tile_overlap = tile_overlap
         self.max_memory = max_memory
@@ -118,6 +125,8 @@ class Upscaler:
         self._runtime_chosen = runtime.strip().lower() == "auto"
         self._cache_dir = cache_dir
         self._onnx: OnnxRuntimeRunner | None = None
+        self._openvino: OpenVinoRunner | None = None
+        self.int8_report: Int8Model | None = None
         # Resident memory once the model is ready, measured at the first plan (not in the constructor).
         self._baseline: int | None = None
         self._last_plan: tuple[tuple[int, int, int, int | None], TilePlan] | None = None
@@ -211,9 +220,24 @@ class Upscaler:
     def num_tiles(self, height: int, width: int, batch: int = 1) -> int:
         return self.plan_for(height, width, batch).count
 
+    @property
+    def prepared(self) -> bool:
+        """Whether the runtime is ready (eager PyTorch always is)."""
+        if self.runtime == "onnxruntime":
+            return self._onnx is not None
+        if self.runtime == "openvino":
+            return self._openvino is not None
+        return True
+
     def prepare(self) -> None:
-        """Make the runtime ready (for ONNX Runtime: export the model once, load the session).
-        `upscale` calls it; call it earlier to keep that time out of the first image."""
+        """Make the runtime ready (ONNX Runtime: export the model once, load the session; int8: quantise
+        the model once, which takes seconds to minutes, then load it). `upscale` calls it; call it
+        earlier to keep that time out of the first image."""
+        if self.runtime == "openvino" and self._openvino is None:
+            from esrgan.inference.int8 import cached_int8
+
+            self.int8_report = cached_int8(self.model, cache_dir=self._cache_dir)
+            self._openvino = OpenVinoRunner(path=self.int8_report.path)
         if self.runtime == "onnxruntime" and self._onnx is None:
             from esrgan.inference.export import ExportError, cached_onnx
 
@@ -228,6 +252,8 @@ class Upscaler:
     def _run(self, patch: torch.Tensor) -> torch.Tensor:
         if self._onnx is not None:
             return self._onnx(patch)
+        if self._openvino is not None:
+            return self._openvino(patch)
         x = patch.to(self.device, dtype=input_dtype(self.device, self.dtype), non_blocking=True)
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,1 @@
+"""Shipped int8 calibration crops (data only; see README.md)."""
