@@ -18,9 +18,12 @@ tens of times over the crops: seconds for a small model, minutes for a 23-block 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +39,7 @@ from esrgan.utils import user_cache_dir
 
 # Bumped when the quantisation recipe changes for the same weights and settings (crops, preset, scope).
 INT8_VERSION = 1
-DEFAULT_MAX_DROP_DB = 0.1
+DEFAULT_MAX_DROP_DB = 0.05
 """PSNR-Y drop (dB) the accuracy control allows on the validation crops."""
 _CALIBRATION = "esrgan.inference.calibration"
 # OpenVINO runs the fp32 parts of the graph in bf16 on CPUs with native bf16 unless told otherwise.
@@ -65,9 +68,13 @@ class Int8Drop:
         )
 
 
-# Measured with INT8_VERSION 1 and the default max_drop (re-measure when either changes); the commands
-# are in the README's Speed section.
-KNOWN_DROPS: dict[str, Int8Drop] = {}
+# Measured with INT8_VERSION 1 and the default max_drop on a 2-core AMD EPYC with AVX-512 VNNI, OpenVINO
+# 2026.4.1, NNCF 3.4.0 (re-measure when any of these changes); the commands are in the README's Speed
+# section and tests/test_release_models.py checks ours again.
+KNOWN_DROPS: dict[str, Int8Drop] = {
+    # fp32 31.155 / 27.989 dB, LPIPS 0.233 / 0.329; int8 31.110 / 27.966, 0.236 / 0.332
+    "esrgan-x4-psnr": Int8Drop(set5_db=0.046, set14_db=0.022, set5_lpips=0.003, set14_lpips=0.003),
+}
 
 
 def known_drop(model: str) -> Int8Drop | None:
@@ -198,10 +205,13 @@ def _convolutions(model: Any) -> tuple[list[str], int]:
     return [op.get_friendly_name() for op in convs], quantised
 
 
-def quantize_int8(model: nn.Module, path: str | Path, *, max_drop: float = DEFAULT_MAX_DROP_DB) -> Int8Model:
+def quantize_int8(
+    model: nn.Module, path: str | Path, *, max_drop: float = DEFAULT_MAX_DROP_DB, progress: bool = False
+) -> Int8Model:
     """Quantise `model` (an RRDBNet-style generator with `.scale`) to an int8 OpenVINO IR at `path`
     (.xml plus .bin plus a .json report), keeping the PSNR-Y drop on the validation crops within
-    `max_drop` dB; written atomically."""
+    `max_drop` dB; written atomically. `progress`: show NNCF's progress bars on stderr (they are
+    discarded otherwise)."""
     _require()
     import nncf
     import openvino as ov
@@ -233,24 +243,26 @@ def quantize_int8(model: nn.Module, path: str | Path, *, max_drop: float = DEFAU
         nncf_log = logging.getLogger("nncf")
         level = nncf_log.level
         nncf_log.setLevel(logging.ERROR)  # NNCF reports every step; the caller prints one summary
+        bars = sys.stderr if progress else io.StringIO()  # NNCF draws its bars on stdout
         try:
-            quantised = nncf.quantize_with_accuracy_control(
-                fp32,
-                nncf.Dataset(stats),
-                nncf.Dataset(check),
-                validation_fn=validate,
-                max_drop=max_drop,
-                drop_type=nncf.DropType.ABSOLUTE,
-                preset=nncf.QuantizationPreset.MIXED,  # asymmetric activations: LeakyReLU outputs
-                subset_size=len(stats),
-                ignored_scope=nncf.IgnoredScope(names=[names[0], names[-1]]),
-                # Activation ranges from the extreme values over all crops, not NNCF's mean of the
-                # per-crop extremes: clipping bright, saturated images cost 0.33 dB on BSDS500-val
-                # crops after plain post-training quantisation, the full range 0.09.
-                advanced_quantization_parameters=AdvancedQuantizationParameters(
-                    activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
-                ),
-            )
+            with contextlib.redirect_stdout(bars):
+                quantised = nncf.quantize_with_accuracy_control(
+                    fp32,
+                    nncf.Dataset(stats),
+                    nncf.Dataset(check),
+                    validation_fn=validate,
+                    max_drop=max_drop,
+                    drop_type=nncf.DropType.ABSOLUTE,
+                    preset=nncf.QuantizationPreset.MIXED,  # asymmetric activations: LeakyReLU outputs
+                    subset_size=len(stats),
+                    ignored_scope=nncf.IgnoredScope(names=[names[0], names[-1]]),
+                    # Activation ranges from the extreme values over all crops, not NNCF's mean of the
+                    # per-crop extremes: clipping bright, saturated images cost 0.33 dB on BSDS500-val
+                    # crops after plain post-training quantisation, the full range 0.09.
+                    advanced_quantization_parameters=AdvancedQuantizationParameters(
+                        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+                    ),
+                )
         finally:
             nncf_log.setLevel(level)
         fp32_psnr = validate(core.compile_model(fp32, "CPU", _F32), check)
@@ -313,7 +325,11 @@ def cached_int8_path(
 
 
 def cached_int8(
-    model: nn.Module, *, max_drop: float = DEFAULT_MAX_DROP_DB, cache_dir: str | Path | None = None
+    model: nn.Module,
+    *,
+    max_drop: float = DEFAULT_MAX_DROP_DB,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> Int8Model:
     """The int8 model of `model` from the cache, quantised on first use (see `quantize_int8`)."""
     path = cached_int8_path(model, max_drop=max_drop, cache_dir=cache_dir)
@@ -323,7 +339,7 @@ def cached_int8(
             return Int8Model._from_json(report)
         except (ValueError, TypeError, KeyError):
             pass  # unreadable report: make the model again
-    return quantize_int8(model, path, max_drop=max_drop)
+    return quantize_int8(model, path, max_drop=max_drop, progress=progress)
 
 
 class OpenVinoRunner:
