@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import threading
 import time
@@ -251,3 +252,29 @@ def test_the_registry_runs_models_on_the_configured_runtime(
     x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(1))
     diff = (up_onnx.upscale(x) - up_eager.upscale(x)).abs().max().item()
     assert diff < 1e-4
+
+
+def test_the_registry_serves_int8_as_its_own_upscaler_and_auto_follows_the_measured_drop(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from esrgan.inference.int8 import KNOWN_DROPS
+    from esrgan.models import RRDBNet
+    from esrgan.serving import ModelRegistry
+
+    monkeypatch.setenv("ESRGAN_CACHE", str(tmp_path))
+    assert ServeSettings(models=("x",), precision="int8").precision == "int8"
+    torch.manual_seed(0)
+    net = RRDBNet(scale=4, num_feat=8, num_block=1, num_grow_ch=4).eval()
+    registry = ModelRegistry(
+        generators={"tiny": net, "esrgan-x4-psnr": copy.deepcopy(net)}, default="tiny", device="cpu",
+        precision="fp32", runtime="auto",
+    )  # fmt: skip
+    int8, fp32 = registry.upscaler("tiny", "int8"), registry.upscaler("tiny", "fp32")
+    assert (int8.precision, int8.runtime) == ("int8", "openvino") and int8 is not fp32
+    assert registry.upscaler("tiny", "auto").precision != "int8"  # no measured drop: never int8
+    small = KNOWN_DROPS["esrgan-x4-psnr"].worst_db <= 0.05
+    assert (registry.upscaler("esrgan-x4-psnr", "auto").precision == "int8") == small
+    x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+    assert int8.upscale(x).shape == fp32.upscale(x).shape == (1, 3, 48, 40)

@@ -31,7 +31,13 @@ MaxUploadMB = Annotated[float, typer.Option(min=0.001, help="Largest upload in M
 MaxPixels = Annotated[int, typer.Option(min=1, help="Largest input in pixels (then 413).")]
 MaxOutscale = Annotated[float, typer.Option(min=0.001, help="Largest outscale a request may ask.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda[:N] or mps.")]
-Precision = Annotated[str, typer.Option(help="Default precision: auto, fp32, bf16 or fp16.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="Default precision: auto, fp32, bf16, fp16 or int8 (CPU, OpenVINO; quantised at start-up "
+        "on first use, then cached)."
+    ),
+]
 Tile = Annotated[str, typer.Option(help="Tile side in input pixels, 'auto' or 0 (whole image).")]
 Runtime = Annotated[
     str,

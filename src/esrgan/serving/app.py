@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import esrgan
+from esrgan.inference.precision import INFERENCE_PRECISIONS
 from esrgan.serving.errors import STATUS_CODES, ApiError, ErrorBody
 from esrgan.serving.imaging import SUPPORTED_INPUTS
 from esrgan.serving.pool import Cancelled, InferencePool
@@ -141,7 +142,7 @@ _UPSCALE_BODY = {
                         "type": "number",
                         "description": "Final size / input size, any value (default: the model's scale).",
                     },
-                    "precision": {"type": "string", "enum": ["auto", "fp32", "bf16", "fp16"]},
+                    "precision": {"type": "string", "enum": list(INFERENCE_PRECISIONS)},
                     "format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "png"},
                     "quality": {"type": "integer", "minimum": 1, "maximum": 100, "default": 95},
                     "request_id": {

@@ -128,8 +128,9 @@ class ModelRegistry:
             if up is None:
                 # Two names that resolve to the same dtype and runtime share one (auto is fp32 on the CPU).
                 dtype, runtime = resolve_precision_and_runtime(
-                    precision, self.runtime, model=self._generators[name], device=self.device
-                )
+                    precision, self.runtime, model=self._generators[name], device=self.device,
+                    int8_drop_db=_int8_drop(name),
+                )  # fmt: skip
                 up = next(
                     (
                         u
@@ -142,7 +143,15 @@ class ModelRegistry:
                 model = copy.deepcopy(self._generators[name])
                 up = Upscaler(
                     model, device=self.device, precision=precision, tile=self.tile,
-                    tile_overlap=self._overlap, runtime=self.runtime,
+                    tile_overlap=self._overlap, runtime=self.runtime, int8_drop_db=_int8_drop(name),
                 )  # fmt: skip
             self._upscalers[key] = up
             return up
+
+
+def _int8_drop(name: str) -> float | None:
+    """The measured int8 PSNR drop of a served model (lets `auto` pick int8 as `esrgan upscale` does)."""
+    from esrgan.inference.int8 import known_drop
+
+    drop = known_drop(name)
+    return None if drop is None else drop.worst_db

@@ -12,7 +12,7 @@ import torch
 
 from esrgan.inference import DeviceError, ImageData, upscale_image
 from esrgan.inference.image_io import ImageInfo, encode_image
-from esrgan.inference.precision import PRECISION_NAMES
+from esrgan.inference.precision import INFERENCE_PRECISIONS
 from esrgan.serving.errors import ApiError
 from esrgan.serving.imaging import content_type, decode_upload, extension, open_upload, resize_image
 from esrgan.serving.metrics import Metrics
@@ -106,8 +106,9 @@ class Service:
             if not 0 < outscale <= limit:
                 raise ApiError(400, f"outscale must be above 0 and at most {limit:g}, got {outscale:g}")
         precision = given.get("precision", self.settings.precision)
-        if precision not in PRECISION_NAMES:
-            raise ApiError(400, f"precision must be one of {', '.join(PRECISION_NAMES)}, got {precision!r}")
+        if precision not in INFERENCE_PRECISIONS:
+            names = ", ".join(INFERENCE_PRECISIONS)
+            raise ApiError(400, f"precision must be one of {names}, got {precision!r}")
         fmt_name = given.get("format", "png").lower()
         if fmt_name not in OUTPUT_FORMATS:
             raise ApiError(400, f"format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt_name!r}")

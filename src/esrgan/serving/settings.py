@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from esrgan.inference.precision import PRECISION_NAMES
+from esrgan.inference.precision import INFERENCE_PRECISIONS
 from esrgan.inference.runtime import RUNTIME_NAMES
 from esrgan.weights.zoo import DEFAULT_MODEL, REGISTRY
 
@@ -62,7 +62,7 @@ class ServeSettings:
     device: str = "auto"
     """Inference device: auto, cpu, cuda[:N] or mps."""
     precision: str = "auto"
-    """Default precision (auto, fp32, bf16, fp16); a request may ask for another."""
+    """Default precision (auto, fp32, bf16, fp16, int8); a request may ask for another."""
     tile: int | str = "auto"
     """Tile side in input pixels, 'auto' (from free memory) or 0 (whole image)."""
     runtime: str = "auto"
@@ -97,8 +97,9 @@ class ServeSettings:
         for name in ("max_upload_bytes", "max_input_pixels", "max_output_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.precision not in PRECISION_NAMES:
-            raise ValueError(f"precision must be one of {', '.join(PRECISION_NAMES)}, got {self.precision!r}")
+        if self.precision not in INFERENCE_PRECISIONS:
+            known = ", ".join(INFERENCE_PRECISIONS)
+            raise ValueError(f"precision must be one of {known}, got {self.precision!r}")
         if self.runtime not in RUNTIME_NAMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIME_NAMES)}, got {self.runtime!r}")
         if isinstance(self.tile, str) and self.tile != "auto":
