@@ -135,6 +135,8 @@ def test_known_drops_are_what_help_prints():
     drop = Int8Drop(set5_db=0.04, set14_db=0.02, set5_lpips=0.003, set14_lpips=-0.001)
     assert drop.worst_db == 0.04
     assert drop.summary() == "-0.04 dB Set5, -0.02 dB Set14 (LPIPS +0.003 / -0.001)"
+    gain = Int8Drop(set5_db=-0.03, set14_db=0.08, set5_lpips=0.005, set14_lpips=0.001)
+    assert gain.summary().startswith("+0.03 dB Set5, -0.08 dB Set14")
 
 
 def test_upscale_cli_quantises_once_and_warns_about_an_unmeasured_model(tmp_path):
