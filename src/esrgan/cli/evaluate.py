@@ -46,7 +46,13 @@ LRSourceOpt = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-Precision = Annotated[str, typer.Option(help="fp32 (default for evaluation), fp16, bf16 or auto.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="fp32 (default for evaluation), fp16, bf16, int8 (CPU, OpenVINO: measures the quantised "
+        "model; quantised once and cached) or auto."
+    ),
+]
 Runtime = Annotated[
     str,
     typer.Option(
