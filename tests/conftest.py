@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,19 @@ def shared_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed_torch() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigchld() -> Iterator[None]:
+    """Put back the SIGCHLD handler a test found. The first DataLoader with worker processes installs
+    torch's handler for the rest of the process; with OpenVINO's threads running too (the int8 tests),
+    the next child process to exit crashed pytest with a segmentation fault (seen in CI: a DataLoader
+    test, an int8 upscale, then any test that runs a subprocess). No command of ours combines the two
+    in one process: training has the workers, int8 inference has OpenVINO."""
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before:
+        signal.signal(signal.SIGCHLD, before)
 
 
 @pytest.fixture(autouse=True)

@@ -238,7 +238,7 @@ def run_exported(path: str | Path, x: torch.Tensor, *, format: str) -> torch.Ten
         import openvino as ov
 
         compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        out = compiled(arr)[compiled.output(0)]
+        out = compiled(arr, share_inputs=False, share_outputs=False)[compiled.output(0)]
     return torch.from_numpy(out.copy())
 
 

@@ -188,6 +188,14 @@ def _low_res(hr: torch.Tensor, scale: int) -> np.ndarray:
     return lr.to(torch.float32).numpy()
 
 
+def _infer(compiled: Any, arr: np.ndarray) -> np.ndarray:
+    """One synchronous inference with a private copy of the output. Inputs are copied in, not shared:
+    with OpenVINO's default zero-copy input the request keeps a pointer into a NumPy buffer that Python
+    frees after the call."""
+    out = compiled(arr, share_inputs=False, share_outputs=False)[compiled.output(0)]
+    return np.array(out, dtype=np.float32, copy=True)
+
+
 def _mean_psnr(outputs: list[np.ndarray], targets: list[torch.Tensor], scale: int) -> float:
     from esrgan.metrics import psnr
 
@@ -253,7 +261,7 @@ def quantize_int8(
 
         def validate(compiled: Any, items: Any) -> float:
             items = list(items)
-            outputs = [compiled(lr)[compiled.output(0)] for lr, _ in items]
+            outputs = [_infer(compiled, lr) for lr, _ in items]
             return _mean_psnr(outputs, [hr for _, hr in items], scale)
 
         options: dict[str, Any] = dict(
@@ -387,5 +395,4 @@ class OpenVinoRunner:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N,C,h,w) float32 CPU -> the model's output, float32 CPU, clamped to [0, 1]."""
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        out = self._compiled(arr)[self._output]
-        return torch.from_numpy(np.array(out, copy=True)).clamp_(0.0, 1.0)
+        return torch.from_numpy(_infer(self._compiled, arr)).clamp_(0.0, 1.0)
