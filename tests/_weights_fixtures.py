@@ -1,4 +1,4 @@
-"""Helpers for the weights tests: tiny generators, an ncnn writer, a local HTTP server, image metrics."""
+"""Test helpers: tiny generators, an ncnn writer, a local HTTP server, test images, image metrics."""
 
 from __future__ import annotations
 
@@ -190,3 +190,18 @@ def gradient_energy(x: torch.Tensor) -> float:
     dx = x[..., :, 1:] - x[..., :, :-1]
     dy = x[..., 1:, :] - x[..., :-1, :]
     return float((dx**2).mean() + (dy**2).mean())
+
+
+def textured_image(h: int, w: int, n: int = 1, seed: int = 1) -> torch.Tensor:
+    """(n, 3, h, w) in [0, 1]: smooth structure plus fine texture, closer to a photo than noise."""
+    from torch.nn import functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    low = F.interpolate(torch.rand(n, 3, h // 5 + 2, w // 5 + 2, generator=g), size=(h, w), mode="bicubic")
+    return (0.8 * low + 0.2 * torch.rand(n, 3, h, w, generator=g)).clamp(0, 1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR over all values of two [0, 1] tensors (inf when equal)."""
+    mse = (a.double() - b.double()).pow(2).mean().item()
+    return float("inf") if mse == 0 else -10 * float(np.log10(mse))

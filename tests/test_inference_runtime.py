@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.nn import functional as F
 from typer.testing import CliRunner
 
+from _weights_fixtures import psnr, textured_image
 from esrgan.cli import app
 from esrgan.inference import Upscaler, read_image
 from esrgan.inference.export import (
@@ -39,17 +39,6 @@ def _tiny(seed: int = 0, **kw) -> RRDBNet:
     return model.eval()
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.double() - b.double()).pow(2).mean().item()
-    return float("inf") if mse == 0 else -10 * torch.log10(torch.tensor(mse)).item()
-
-
-def _image(h: int, w: int, n: int = 1, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    low = F.interpolate(torch.rand(n, 3, h // 5 + 2, w // 5 + 2, generator=g), size=(h, w), mode="bicubic")
-    return (0.8 * low + 0.2 * torch.rand(n, 3, h, w, generator=g)).clamp(0, 1)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[RRDBNet, Path, Path]:
     """The tiny model, its cache folder and its cached ONNX file (exported once here)."""
@@ -64,16 +53,16 @@ def test_onnx_runtime_gives_eager_fp32_output_for_any_size_and_batch(exported):
     ort = Upscaler(model, device="cpu", precision="fp32", tile=0, runtime="onnxruntime", cache_dir=cache)
     assert ort.runtime == "onnxruntime" and ort.precision == "fp32"
     for n, h, w in [(1, 16, 16), (1, 37, 23), (2, 20, 31)]:
-        x = _image(h, w, n)
+        x = textured_image(h, w, n)
         expected, got = eager.upscale(x), ort.upscale(x)
         assert got.shape == expected.shape == (n, 3, 4 * h, 4 * w)
-        assert _psnr(got, expected) > 80  # the issue's bar for "the same output" is 50 dB
+        assert psnr(got, expected) > 80  # the issue's bar for "the same output" is 50 dB
         assert (got - expected).abs().max() < 1e-4
 
 
 def test_onnx_runtime_tiled_equals_its_untiled_output(exported):
     model, cache, _ = exported
-    x = _image(50, 70)
+    x = textured_image(50, 70)
     whole = Upscaler(model, device="cpu", precision="fp32", tile=0, runtime="onnxruntime", cache_dir=cache)
     tiled = Upscaler(
         model,
@@ -85,7 +74,7 @@ def test_onnx_runtime_tiled_equals_its_untiled_output(exported):
         cache_dir=cache,
     )
     assert tiled.num_tiles(50, 70) > 1
-    assert _psnr(tiled.upscale(x), whole.upscale(x)) > 60
+    assert psnr(tiled.upscale(x), whole.upscale(x)) > 60
 
 
 def test_onnx_file_is_made_once_per_weights_and_reused(exported):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.nn import functional as F
 from typer.testing import CliRunner
 
+from _weights_fixtures import psnr, textured_image
 from esrgan.cli import app
 from esrgan.inference import Upscaler, read_image
 from esrgan.inference.export import export_and_check
@@ -41,17 +41,6 @@ def _tiny(seed: int = 0) -> RRDBNet:
             torch.nn.init.kaiming_normal_(m.weight, a=0.2)
             m.weight.data.mul_(0.5)
     return model.eval()
-
-
-def _image(h: int, w: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    low = F.interpolate(torch.rand(1, 3, h // 5 + 2, w // 5 + 2, generator=g), size=(h, w), mode="bicubic")
-    return (0.8 * low + 0.2 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.double() - b.double()).pow(2).mean().item()
-    return float("inf") if mse == 0 else -10 * torch.log10(torch.tensor(mse)).item()
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +91,11 @@ def test_int8_upscaler_stays_close_to_fp32_tiled_or_not():
     assert int8.prepared and int8.int8_report is not None
     assert int8.int8_report.drop_db <= int8.int8_report.max_drop_db
     assert got.shape == fp32.shape == (1, 3, 160, 208)
-    assert 35 < _psnr(got, fp32) < 70  # close to fp32, but int8 is not fp32
+    assert 35 < psnr(got, fp32) < 70  # close to fp32, but int8 is not fp32
     tiled = Upscaler(
         load_generator("esrgan-x4-psnr"), device="cpu", precision="int8", tile=28, tile_overlap=8
     )
-    assert _psnr(tiled.upscale(x), got) > 40  # tiles blend as in fp32
+    assert psnr(tiled.upscale(x), got) > 40  # tiles blend as in fp32
 
 
 def test_precision_int8_and_auto_choose_openvino_only_where_they_should():
@@ -145,7 +134,7 @@ def test_upscale_cli_quantises_once_and_warns_about_an_unmeasured_model(tmp_path
     image = tmp_path / "in.png"
     from PIL import Image
 
-    Image.fromarray((_image(24, 32)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image)
+    Image.fromarray((textured_image(24, 32)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image)
     args = ["upscale", str(image), "--model", str(weights), "--precision", "int8", "--out-dir", str(tmp_path)]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
@@ -161,7 +150,7 @@ def test_upscale_cli_quantises_once_and_warns_about_an_unmeasured_model(tmp_path
 def test_int8_export_is_checked_against_pytorch(tmp_path):
     model = _tiny(seed=3)
     report = export_and_check(
-        model, tmp_path / "m.xml", format="openvino", image=_image(48, 48)[0], int8=True
+        model, tmp_path / "m.xml", format="openvino", image=textured_image(48, 48)[0], int8=True
     )
     assert report.int8 is not None and report.path.is_file() and report.path.with_suffix(".bin").is_file()
     assert 25 < report.psnr_db < 80 and 0 < report.max_abs_diff < 0.2

@@ -169,18 +169,16 @@ def upscale(
 def _prepare_int8(upscaler: Upscaler, model: str, *, quiet: bool) -> None:
     """Quantise (first use) or load the int8 model before the first image, saying what takes the time."""
     from esrgan.inference.export import ExportError
-    from esrgan.inference.int8 import Int8Error, cached_int8, cached_int8_path
+    from esrgan.inference.int8 import Int8Error, cached_int8_path
 
     try:
-        if not cached_int8_path(upscaler.model).with_suffix(".json").is_file():
-            if not quiet:
-                typer.echo(
-                    f"quantising {model} to int8 (once, then cached; seconds for a small model, "
-                    "minutes for a 23-block one)...",
-                    err=True,
-                )
-            cached_int8(upscaler.model, progress=not quiet)
-        upscaler.prepare()
+        if not quiet and not cached_int8_path(upscaler.model).with_suffix(".json").is_file():
+            typer.echo(
+                f"quantising {model} to int8 (once, then cached; seconds for a small model, "
+                "about a minute for a 23-block one)...",
+                err=True,
+            )
+        upscaler.prepare(progress=not quiet)
     except (Int8Error, ExportError, OSError, RuntimeError) as exc:
         raise fail(f"{model}: int8: {' '.join(str(exc).split())}") from None
     if not quiet and upscaler.int8_report is not None:

@@ -189,9 +189,8 @@ def _low_res(hr: torch.Tensor, scale: int) -> np.ndarray:
 
 
 def _infer(compiled: Any, arr: np.ndarray) -> np.ndarray:
-    """One synchronous inference with a private copy of the output. Inputs are copied in, not shared:
-    with OpenVINO's default zero-copy input the request keeps a pointer into a NumPy buffer that Python
-    frees after the call."""
+    """One synchronous inference. The input is copied in and the output copied out, so no NumPy array
+    of ours shares memory with OpenVINO's request (its default shares the input buffer)."""
     out = compiled(arr, share_inputs=False, share_outputs=False)[compiled.output(0)]
     return np.array(out, dtype=np.float32, copy=True)
 

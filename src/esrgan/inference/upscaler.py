@@ -229,14 +229,15 @@ class Upscaler:
             return self._openvino is not None
         return True
 
-    def prepare(self) -> None:
+    def prepare(self, *, progress: bool = False) -> None:
         """Make the runtime ready (ONNX Runtime: export the model once, load the session; int8: quantise
         the model once, which takes seconds to minutes, then load it). `upscale` calls it; call it
-        earlier to keep that time out of the first image."""
+        earlier to keep that time out of the first image. `progress`: show the quantiser's progress
+        bars on stderr."""
         if self.runtime == "openvino" and self._openvino is None:
             from esrgan.inference.int8 import cached_int8
 
-            self.int8_report = cached_int8(self.model, cache_dir=self._cache_dir)
+            self.int8_report = cached_int8(self.model, cache_dir=self._cache_dir, progress=progress)
             self._openvino = OpenVinoRunner(path=self.int8_report.path)
         if self.runtime == "onnxruntime" and self._onnx is None:
             from esrgan.inference.export import ExportError, cached_onnx
