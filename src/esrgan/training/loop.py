@@ -262,7 +262,15 @@ def _loop(run: _Run, s: Stage, loader: DataLoader[Any], validator: Validator) ->
         logger=run.logger, say=run.say, dist=rt.dist, device=rt.device, stage=s.name, total=s.total,
         start=s.iteration, show_bar=run.progress and rt.dist.is_main,
     )  # fmt: skip
-    batches = iter(loader)
+    # Workers are forked here with SIGINT/SIGTERM blocked (the mask is inherited, pending signals are
+    # not), so a group-wide stop that lands before their worker_init_fn ignores it cannot kill one; in
+    # this process a signal that came meanwhile stays pending and is handled once unblocked.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        batches = iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         while s.iteration < s.total:
             if _stop_requested(run):

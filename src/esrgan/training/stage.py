@@ -177,6 +177,8 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Forked with both blocked (see the loop): a stop sent meanwhile is discarded now, not fatal.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def build_stage(
