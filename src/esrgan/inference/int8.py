@@ -391,6 +391,10 @@ class OpenVinoRunner:
         self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
         self._output = self._compiled.output(0)
 
+    def release_memory(self) -> None:
+        """Free the activation buffers the last inference left allocated (the next one allocates again)."""
+        self._compiled.release_memory()
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N,C,h,w) float32 CPU -> the model's output, float32 CPU, clamped to [0, 1]."""
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()

@@ -280,7 +280,7 @@ class Upscaler:
         plan = self.plan_for(h, w, n)
         while True:
             try:
-                return tiled_apply(
+                out = tiled_apply(
                     self._run,
                     x,
                     scale=self.scale,
@@ -289,6 +289,11 @@ class Upscaler:
                     plan=plan,
                     on_tile=on_tile,
                 )
+                if self._openvino is not None:
+                    # OpenVINO keeps a tile's activations after inference; the cost model counts them
+                    # only while tiles run, not while the caller writes the output.
+                    self._openvino.release_memory()
+                return out
             except torch.cuda.OutOfMemoryError:
                 # The auto cost model is an estimate; on a GPU, halve the tile area until it fits.
                 th, tw = plan.tile_hw
