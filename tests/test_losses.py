@@ -7,6 +7,7 @@ import http.server
 import math
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -123,6 +124,28 @@ def test_perceptual_loss_hand_values_before_activation() -> None:
         extractor=_channel_copy_extractor(("conv1_1",), norm=True), layer_weights={"conv1_1": 1.0}
     )
     assert normed(sr, hr).item() == pytest.approx(share / 0.229, rel=1e-5)  # ImageNet std of R
+
+
+def test_perceptual_loss_channel_norm_compares_directions_not_magnitudes() -> None:
+    sr = torch.zeros(1, 3, 4, 4)
+    hr = torch.zeros(1, 3, 4, 4)
+    sr[:, 0] = 1.0  # feature channels 0, 3, ..., 63 (22 of them) respond
+    hr[:, 1] = 1.0  # channels 1, 4, ..., 61 (21): orthogonal unit vectors after normalising
+    loss = PerceptualLoss(
+        extractor=_channel_copy_extractor(("conv1_1",)),
+        layer_weights={"conv1_1": 1.5},
+        criterion="l2",
+        feature_norm="channel",
+    )
+    # |a - b|^2 summed over channels is 2 for orthogonal unit vectors, at every position.
+    assert loss(sr, hr).item() == pytest.approx(1.5 * 2.0)
+    assert loss(sr, 7 * hr).item() == pytest.approx(1.5 * 2.0)  # magnitude does not count
+    assert loss(3 * sr, sr).item() == pytest.approx(0.0, abs=1e-6)
+    raw = PerceptualLoss(extractor=_channel_copy_extractor(("conv1_1",)), layer_weights={"conv1_1": 1.0})
+    assert raw(3 * sr, sr).item() > 0
+    unknown: Any = "layer"
+    with pytest.raises(ValueError, match="feature_norm"):
+        PerceptualLoss(extractor=raw.extractor, layer_weights={"conv1_1": 1.0}, feature_norm=unknown)
 
 
 def test_perceptual_loss_is_frozen_and_not_in_state_dict() -> None:

@@ -28,6 +28,8 @@ from esrgan.models import VGGFeatureExtractor
 from esrgan.weights.io import load_tensor_file
 
 Criterion = Literal["l1", "l2"]
+FeatureNorm = Literal["none", "channel"]
+_NORM_EPS = 1e-10
 _StateDictT = TypeVar("_StateDictT", bound=dict[str, Any])
 
 # torchvision's published ImageNet VGG weights; the 8 hex digits are the sha256 prefix (torch.hub style).
@@ -67,7 +69,10 @@ class ContentLoss(nn.Module):
 class PerceptualLoss(nn.Module):
     """Distance between VGG features (before activation) of SR and HR, weighted per layer.
 
-    ``sum_l w_l * crit(phi_l(sr), phi_l(hr))``, divided by ``sum_l w_l`` when ``normalize_loss``. The
+    ``sum_l w_l * crit(phi_l(sr), phi_l(hr))``, divided by ``sum_l w_l`` when ``normalize_loss``. With
+    ``feature_norm="channel"`` each feature vector is first scaled to unit length over its channels (as
+    LPIPS does), so the distance measures the direction of a response and not its magnitude, and ``crit``
+    is multiplied by the channel count (a per-position sum over channels). The
     extractor is frozen and kept in eval mode; its weights come from their own file, so this module's
     ``state_dict`` is empty and training checkpoints never carry them.
     """
@@ -79,8 +84,11 @@ class PerceptualLoss(nn.Module):
         layer_weights: Mapping[str, float],
         criterion: Criterion | str = "l1",
         normalize_loss: bool = False,
+        feature_norm: FeatureNorm = "none",
     ) -> None:
         super().__init__()
+        if feature_norm not in ("none", "channel"):
+            raise ValueError(f"feature_norm must be 'none' or 'channel', got {feature_norm!r}")
         if not layer_weights:
             raise ValueError("layer_weights must name at least one VGG layer")
         missing = [k for k in layer_weights if k not in extractor.layers]
@@ -94,6 +102,7 @@ class PerceptualLoss(nn.Module):
             raise ValueError("normalize_loss needs a positive sum of layer weights")
         self.layer_weights = dict(layer_weights)
         self.normalize_loss = normalize_loss
+        self.feature_norm = feature_norm
         self.criterion = _criterion(criterion)
         self.extractor = extractor
         self.extractor.requires_grad_(False)
@@ -130,7 +139,13 @@ class PerceptualLoss(nn.Module):
         for name, w in self.layer_weights.items():
             if w == 0:
                 continue
-            loss = loss + w * self.criterion(feats_sr[name].float(), feats_hr[name].float())
+            a, b = feats_sr[name].float(), feats_hr[name].float()
+            if self.feature_norm == "channel":
+                a = a / (a.pow(2).sum(dim=1, keepdim=True).sqrt() + _NORM_EPS)
+                b = b / (b.pow(2).sum(dim=1, keepdim=True).sqrt() + _NORM_EPS)
+                loss = loss + w * a.shape[1] * self.criterion(a, b)
+            else:
+                loss = loss + w * self.criterion(a, b)
         if self.normalize_loss:
             loss = loss / sum(self.layer_weights.values())
         return loss
@@ -250,6 +265,7 @@ def build_perceptual_loss(
     criterion: Criterion | str = "l1",
     normalize_input: bool = True,
     normalize_loss: bool = False,
+    feature_norm: FeatureNorm = "none",
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> PerceptualLoss:
@@ -263,5 +279,9 @@ def build_perceptual_loss(
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     return PerceptualLoss(
-        extractor=extractor, layer_weights=layer_weights, criterion=criterion, normalize_loss=normalize_loss
+        extractor=extractor,
+        layer_weights=layer_weights,
+        criterion=criterion,
+        normalize_loss=normalize_loss,
+        feature_norm=feature_norm,
     )

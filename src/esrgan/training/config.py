@@ -207,6 +207,9 @@ class PerceptualLossConfig:
     """Distance between feature maps."""
     weights: str = "torchvision"
     """VGG weights: a file, a URL or ``torchvision`` (the official URL)."""
+    feature_norm: Literal["none", "channel"] = "none"
+    """``channel``: compare unit-length feature vectors (LPIPS' normalisation, without its learned
+    heads) instead of raw activations; ``none`` is the paper's loss."""
 
     def __post_init__(self) -> None:
         if not self.layer_weights:

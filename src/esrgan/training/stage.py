@@ -96,6 +96,7 @@ def build_losses(cfg: Config, rt: Runtime, *, progress: bool) -> Losses:
             perceptual = build_perceptual_loss(
                 weights=pl.weights, arch=pl.arch, layer_weights=pl.layer_weights, criterion=pl.criterion,
                 normalize_input=pl.normalize_input, normalize_loss=pl.normalize_loss,
+                feature_norm=pl.feature_norm,
                 progress=progress and rt.dist.is_main,
             )  # fmt: skip
     except (OSError, ValueError, RuntimeError) as exc:
