@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from esrgan.metrics.lpips import normalize_channels
 from esrgan.models import VGGFeatureExtractor
 from esrgan.weights.io import load_tensor_file
 
 Criterion = Literal["l1", "l2"]
 FeatureNorm = Literal["none", "channel"]
-_NORM_EPS = 1e-10
 _StateDictT = TypeVar("_StateDictT", bound=dict[str, Any])
 
 # torchvision's published ImageNet VGG weights; the 8 hex digits are the sha256 prefix (torch.hub style).
@@ -141,8 +141,7 @@ class PerceptualLoss(nn.Module):
                 continue
             a, b = feats_sr[name].float(), feats_hr[name].float()
             if self.feature_norm == "channel":
-                a = a / (a.pow(2).sum(dim=1, keepdim=True).sqrt() + _NORM_EPS)
-                b = b / (b.pow(2).sum(dim=1, keepdim=True).sqrt() + _NORM_EPS)
+                a, b = normalize_channels(a), normalize_channels(b)
                 loss = loss + w * a.shape[1] * self.criterion(a, b)
             else:
                 loss = loss + w * self.criterion(a, b)

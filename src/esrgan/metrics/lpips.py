@@ -25,6 +25,11 @@ _SCALE = (0.458, 0.448, 0.450)
 _EPS = 1e-10
 
 
+def normalize_channels(x: torch.Tensor) -> torch.Tensor:
+    """Each feature vector of (N, C, H, W) scaled to unit length over its C channels (LPIPS' step)."""
+    return x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + _EPS)
+
+
 class LPIPS(nn.Module):
     """LPIPS-VGG distance; `forward(a, b)` with RGB (or grey) images in [0, 1] -> Tensor[N], lower is better.
 
@@ -92,9 +97,7 @@ class LPIPS(nn.Module):
         fa, fb = self._features(a), self._features(b)
         total = None
         for name, head in zip(LPIPS_LAYERS, self.heads, strict=True):
-            na = fa[name] / (fa[name].pow(2).sum(dim=1, keepdim=True).sqrt() + _EPS)
-            nb = fb[name] / (fb[name].pow(2).sum(dim=1, keepdim=True).sqrt() + _EPS)
-            d = head((na - nb) ** 2).mean(dim=(1, 2, 3))
+            d = head((normalize_channels(fa[name]) - normalize_channels(fb[name])) ** 2).mean(dim=(1, 2, 3))
             total = d if total is None else total + d
         assert total is not None
         return total
