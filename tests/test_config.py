@@ -107,6 +107,7 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, data: dict, key:
         ("batch_size=zero", "batch_size"),
         ("batch_size=0", "batch_size"),
         ("training.g_lr=-1", "training.g_lr"),
+        ("training.d_r1_weight=-1", "training.d_r1_weight"),
         ("pretraining.cr_patch_size=[128, 96]", "pretraining.cr_patch_size"),
         ("perceptual_loss.feature_norm=layer", "perceptual_loss.feature_norm"),
         ("pretraining.cr_patch_size=[130, 130]", "pretraining.cr_patch_size"),

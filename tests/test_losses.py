@@ -18,6 +18,7 @@ from esrgan.losses import (
     PerceptualLoss,
     build_perceptual_loss,
     generator_total_loss,
+    r1_penalty,
     ragan_d_loss,
     ragan_g_loss,
     resolve_vgg_weights,
@@ -78,6 +79,21 @@ def test_ragan_d_gradient_pushes_real_up_and_fake_down() -> None:
     assert (gr < 0).all() and (gf > 0).all()  # descending the loss raises C(real), lowers C(fake)
     gr, gf = torch.autograd.grad(ragan_g_loss(real, fake), (real, fake))
     assert (gr > 0).all() and (gf < 0).all()
+
+
+def test_r1_penalty_hand_values_and_loss_scale() -> None:
+    # A quadratic critic C(x) = sum(a * x^2) has grad 2 a x: for x = 1 in sample 0 and x = 2 in sample 1,
+    # ||grad||^2 = 4 |a|^2 and 16 |a|^2, so the batch mean is 10 |a|^2.
+    a = torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1, 1)
+    x = torch.cat([torch.ones(1, 3, 1, 1), 2 * torch.ones(1, 3, 1, 1)]).requires_grad_(True)
+    logits = (a * x**2).sum(dim=(1, 2, 3))
+    expected = 10 * float((a**2).sum())
+    assert r1_penalty(logits, x).item() == pytest.approx(expected)
+    assert r1_penalty((a * x**2).sum(dim=(1, 2, 3)), x, scale=1024.0).item() == pytest.approx(expected)
+    # The graph is kept: the penalty trains the critic (d/da of 10 |a|^2 is 20 a).
+    a2 = a.clone().requires_grad_(True)
+    (grad_a,) = torch.autograd.grad(r1_penalty((a2 * x**2).sum(dim=(1, 2, 3)), x), a2)
+    assert torch.allclose(grad_a, 20 * a)
 
 
 def test_generator_total_loss_weights() -> None:

@@ -291,6 +291,25 @@ def test_mixed_precision_on_cpu(precision: str, shared: Path, tmp_path: Path) ->
         assert state.scaler_g is not None and state.scaler_g["scale"] > 0  # a live, checkpointed GradScaler
 
 
+def test_r1_penalty_is_applied_and_logged(shared: Path, tmp_path: Path) -> None:
+    over = [*tiny_overrides(shared), "pretraining.total_iters=2", "training.total_iters=2"]
+    over.append("logging.log_every=1")
+    runs = {}
+    for name, gamma in (("off", 0.0), ("off_again", 0.0), ("on", 10.0)):
+        cfg = load_config(CONFIGS / "smoke.yaml", [*over, f"training.d_r1_weight={gamma}"])
+        runs[name] = tmp_path / name
+        assert train(cfg, run_dir=runs[name], progress=False, console=lambda s: None).completed
+    logged = [r for r in _records(runs["on"]) if r["stage"] == "gan" and r["split"] == "train"]
+    assert logged and all(r["d_r1"] > 0 for r in logged)
+    assert all("d_r1" not in r for r in _records(runs["off"]))
+    # Same seed, data and G: two runs without the penalty end with the same D, the penalty changes it.
+    ds = {k: load_checkpoint(r / "checkpoints" / "gan_00000002.pt").discriminator for k, r in runs.items()}
+    off, again, on = ds["off"], ds["off_again"], ds["on"]
+    assert off is not None and again is not None and on is not None
+    assert all(torch.equal(off[k], again[k]) for k in off)
+    assert any(not torch.equal(off[k], on[k]) for k in off)
+
+
 def test_wandb_is_optional_and_named_when_missing(shared: Path, tmp_path: Path) -> None:
     try:
         import wandb  # noqa: F401

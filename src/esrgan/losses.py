@@ -194,6 +194,17 @@ def ragan_g_loss(
     ) + F.binary_cross_entropy_with_logits(rel_fake, torch.ones_like(rel_fake))
 
 
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+    """R1 gradient penalty (Mescheder et al. 2018): the batch mean of ``||grad_x C(x)||^2`` at real images.
+
+    ``real`` must require grad and ``real_logits`` must come from it; the graph is kept so that the penalty
+    trains D. ``scale``: a mixed-precision loss scale, applied before the gradient and taken off after, so
+    that fp16 gradients do not underflow.
+    """
+    (grad,) = torch.autograd.grad(real_logits.float().sum() * scale, real, create_graph=True)
+    return (grad.float() / scale).pow(2).flatten(1).sum(1).mean()
+
+
 @dataclass(frozen=True)
 class GeneratorLossWeights:
     """Weights of the GAN-stage generator objective (paper: 1, 5e-3, 1e-2)."""

@@ -127,6 +127,10 @@ class TrainingConfig(StageConfig):
     """eta: weight of the content (pixel) loss in G's loss."""
     g_perceptual_loss_scaling: float = 1.0
     """Weight of the VGG perceptual loss in G's loss."""
+    d_r1_weight: float = 0.0
+    """gamma of an R1 penalty in D's loss, ``gamma / 2 * E||grad_x C(x_real)||^2`` (not in the paper; 0: off).
+    It keeps D's gradients at real images small, so that a D which separates easily still gives G a smooth
+    signal."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,7 +141,7 @@ class TrainingConfig(StageConfig):
             if any(s < 1 for s in steps) or list(steps) != sorted(steps):
                 _fail(name, f"must be increasing positive iterations, got {steps}")
         scalings = ("g_adversarial_loss_scaling", "g_content_loss_scaling", "g_perceptual_loss_scaling")
-        _require(self, lambda v: v >= 0, ">= 0", *scalings)
+        _require(self, lambda v: v >= 0, ">= 0", *scalings, "d_r1_weight")
 
 
 @dataclass(kw_only=True)

@@ -28,6 +28,8 @@ TRAIN_KEYS = {
     "pretrain": ["content"],
     "gan": ["content", "d_fake", "d_loss", "d_real", "g_adversarial", "g_total", "perceptual"],
 }
+# Logged when the step returns them; a config switches them on for all ranks alike (``d_r1``: R1 penalty).
+OPTIONAL_TRAIN_KEYS = {"pretrain": [], "gan": ["d_r1"]}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,6 +205,7 @@ class ProgressLog:
         """Log the window's means (over ranks) with the learning rates, then start a new window."""
         means = {k: sum(v) / len(v) for k, v in sorted(self.window.items()) if v}
         values = {k: means.get(k, float("nan")) for k in TRAIN_KEYS[self.stage]}
+        values.update({k: means[k] for k in OPTIONAL_TRAIN_KEYS[self.stage] if k in means})
         values = ddp.mean_over_ranks(values, self.dist, self.device)
         values.update(lrs)
         self.logger.scalars(stage=self.stage, split="train", step=iteration, values=values)

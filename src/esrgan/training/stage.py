@@ -86,6 +86,8 @@ class Losses:
     perceptual: PerceptualLoss
     gan_weights: GeneratorLossWeights
     """lambda/eta and the perceptual weight of G's GAN-stage loss."""
+    r1_weight: float = 0.0
+    """gamma of D's R1 penalty (0: off)."""
 
 
 def build_losses(cfg: Config, rt: Runtime, *, progress: bool) -> Losses:
@@ -109,6 +111,7 @@ def build_losses(cfg: Config, rt: Runtime, *, progress: bool) -> Losses:
             adversarial=t.g_adversarial_loss_scaling,
             content=t.g_content_loss_scaling,
         ),
+        r1_weight=t.d_r1_weight,
     )
 
 

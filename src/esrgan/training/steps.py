@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from esrgan.losses import generator_total_loss, ragan_d_loss, ragan_g_loss
+from esrgan.losses import generator_total_loss, r1_penalty, ragan_d_loss, ragan_g_loss
 from esrgan.training import distributed as ddp
 from esrgan.training.runtime import Runtime
 from esrgan.training.stage import GanParts, Losses, Stage
@@ -80,8 +80,10 @@ def gan_step(
 
     # 2) D on the same batch, G's output detached.
     gan.d.requires_grad_(True)
+    r1 = losses.r1_weight > 0
+    real_in = hr.detach().requires_grad_(True) if r1 else hr
     with rt.autocast():
-        real_d = gan.d(hr)
+        real_d = gan.d(real_in)
         fake_d = gan.d(sr.detach())
     l_d = ragan_d_loss(
         real_d,
@@ -89,18 +91,24 @@ def gan_step(
         real_pool=ddp.gather_batch(real_d, rt.dist),
         fake_pool=ddp.gather_batch(fake_d, rt.dist),
     )
+    d_terms = {"d_loss": l_d}
+    if r1:
+        scale = float(gan.scaler.get_scale()) if gan.scaler.is_enabled() else 1.0
+        d_terms["d_r1"] = r1_penalty(real_d, real_in, scale=scale)
     gan.opt.zero_grad(set_to_none=True)
-    bad = _nonfinite({"d_loss": l_d}, rt)
+    bad = _nonfinite(d_terms, rt)
     if bad:
         return StepResult(skipped=bad)
-    gan.scaler.scale(l_d).backward()
+    l_d_total = l_d + 0.5 * losses.r1_weight * d_terms["d_r1"] if r1 else l_d
+    gan.scaler.scale(l_d_total).backward()
     ddp.average_gradients(gan.d, rt.dist)
     gan.scaler.step(gan.opt)
     gan.scaler.update()
     ddp.average_buffers(gan.d, rt.dist)
 
     logs = {k: v.item() for k, v in terms.items()}
-    logs.update(d_loss=l_d.item(), d_real=real_d.float().mean().item(), d_fake=fake_d.float().mean().item())
+    logs.update({k: v.item() for k, v in d_terms.items()})
+    logs.update(d_real=real_d.float().mean().item(), d_fake=fake_d.float().mean().item())
     return StepResult(logs=logs)
 
 
