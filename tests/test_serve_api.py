@@ -463,25 +463,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_esrgan_serve_command_end_to_end(weights: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
+def _start_serve(weights: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str, Answer]:
+    """``esrgan serve`` on a free port, answering /healthz: the process, its base URL and that answer.
+
+    Another process may take the free port before the server binds it; the server then exits with its
+    one-line "port taken" error, and this tries a new port (three times at most).
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "esrgan", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--model", str(weights), "--device", "cpu", "--tile", "0"]
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
+    for _attempt in range(3):
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "esrgan", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--model", str(weights), "--device", "cpu", "--tile", "0"]
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                health = request(f"{base}/healthz")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "esrgan serve did not answer /healthz in time"
+        while proc.poll() is None:
+            try:  # a short timeout: a port taken by a silent listener accepts and never answers
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as res:
+                    return proc, base, Answer(res.status, dict(res.headers), res.read())
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    raise AssertionError("esrgan serve did not answer /healthz in time") from None
                 time.sleep(0.2)
+        output = log_path.read_text()
+        if not (proc.returncode == 2 and f"127.0.0.1:{port}" in output):
+            raise AssertionError(output)
+    raise AssertionError("three free ports were taken before esrgan serve could bind them")
+
+
+def test_esrgan_serve_command_end_to_end(weights: Path, tmp_path: Path) -> None:
+    log_path = tmp_path / "serve.log"
+    proc, base, health = _start_serve(weights, log_path)
+    try:
         assert health.status == 200 and health.json()["models"] == ["tiny"]
         answer = upscale(base, png_bytes(20, 12))
         assert answer.status == 200 and answer.image().format == "PNG" and answer.image().size == (80, 48)
@@ -497,6 +513,24 @@ def test_esrgan_serve_command_end_to_end(weights: Path, tmp_path: Path) -> None:
     output = log_path.read_text()
     access = [json.loads(line) for line in output.splitlines() if line.startswith('{"ts"')]
     assert any(line["route"] == "/v1/upscale" and line["status"] == 200 for line in access), output
+
+
+def test_serve_start_moves_to_a_new_port_when_the_free_one_is_taken(
+    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        taken_port = taken.getsockname()[1]
+        offered = iter([taken_port, _free_port()])
+        monkeypatch.setattr(sys.modules[__name__], "_free_port", lambda: next(offered))
+        proc, base, health = _start_serve(weights, tmp_path / "serve.log")
+    try:
+        assert health.status == 200 and health.json()["models"] == ["tiny"]
+        assert not base.endswith(f":{taken_port}") and next(offered, None) is None  # both ports were tried
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.parametrize(
