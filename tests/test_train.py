@@ -310,6 +310,30 @@ def test_r1_penalty_is_applied_and_logged(shared: Path, tmp_path: Path) -> None:
     assert any(not torch.equal(off[k], on[k]) for k in off)
 
 
+@pytest.mark.filterwarnings("ignore:.*emulated")
+def test_r1_overflow_under_fp16_backs_the_loss_scale_off(
+    shared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from esrgan.training import steps
+
+    calls: list[float] = []
+
+    def overflow_once(real_logits: torch.Tensor, real: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+        calls.append(scale)
+        value = r1_penalty(real_logits, real, scale=scale)
+        return value * float("inf") if len(calls) == 1 else value
+
+    r1_penalty = steps.r1_penalty
+    monkeypatch.setattr(steps, "r1_penalty", overflow_once)
+    over = [*tiny_overrides(shared), "pretraining.total_iters=2", "training.total_iters=2"]
+    cfg = load_config(CONFIGS / "smoke.yaml", [*over, "precision=fp16", "training.d_r1_weight=1.0"])
+    assert train(cfg, run_dir=tmp_path / "run", progress=False, console=lambda s: None).completed
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "gan_00000002.pt")
+    assert calls[0] > 1 and len(calls) == 2  # the penalty ran under the live scale, on both steps
+    assert calls[1] == calls[0] / 2  # the overflow halved D's scale before the second step
+    assert state.scaler_d is not None and state.scaler_d["scale"] <= calls[1]  # (GradScaler may halve again)
+
+
 def test_wandb_is_optional_and_named_when_missing(shared: Path, tmp_path: Path) -> None:
     try:
         import wandb  # noqa: F401
