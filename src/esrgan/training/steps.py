@@ -92,8 +92,8 @@ def gan_step(
         fake_pool=ddp.gather_batch(fake_d, rt.dist),
     )
     d_terms = {"d_loss": l_d}
+    scale = float(gan.scaler.get_scale()) if gan.scaler.is_enabled() else 1.0
     if r1:
-        scale = float(gan.scaler.get_scale()) if gan.scaler.is_enabled() else 1.0
         d_terms["d_r1"] = r1_penalty(real_d, real_in, scale=scale)
     gan.opt.zero_grad(set_to_none=True)
     bad = _nonfinite(d_terms, rt)
@@ -101,9 +101,8 @@ def gan_step(
         if "d_r1" in bad and gan.scaler.is_enabled():
             # The penalty's gradient is taken at the loss scale: an overflow there is the scale's fault,
             # so it backs off as GradScaler does for an overflowing backward.
-            backed_off = float(gan.scaler.get_scale()) * gan.scaler.get_backoff_factor()
             gan.scaler.scale(l_d)  # creates the scale tensor on a first step; update() needs it
-            gan.scaler.update(backed_off)
+            gan.scaler.update(scale * gan.scaler.get_backoff_factor())
         return StepResult(skipped=bad)
     l_d_total = l_d + 0.5 * losses.r1_weight * d_terms["d_r1"] if r1 else l_d
     gan.scaler.scale(l_d_total).backward()
