@@ -3,6 +3,11 @@
     .venv/bin/python scripts/release_models.py --run runs/cpu_esrgan_x4 \
         --data-root ../shared/datasets --weights-root ../shared/weights
 
+or, for a GAN stage continued in new run folders after the PSNR model was released,
+
+    .venv/bin/python scripts/release_models.py --run runs/gan_a --run runs/gan_b \
+        --psnr-model src/esrgan/weights/release/esrgan-x4-psnr.safetensors --sweep ...
+
 For each release: pick the final raw, final EMA or best-on-validation weights of the run by BSDS500 val
 (BSD100) alone (PSNR-Y for the PSNR model, LPIPS for the GAN model; Set5/Set14 never choose anything),
 build the alpha-0.8 interpolation, store fp16 tensors when the fp16 model's output stays >= 50 dB PSNR
@@ -50,18 +55,22 @@ def esrgan_test(
     return {name: d["mean"] for name, d in results["datasets"].items()}
 
 
-def choose(run: Path, stem: str, key: str, args: argparse.Namespace, work: Path) -> Path:
-    """The stage's final raw or EMA weights or its best-on-validation ones, whichever scores best on the
-    whole BSDS500 val split (the run validated on 20 crops of it)."""
+def choose(runs: list[Path], stem: str, key: str, args: argparse.Namespace, work: Path) -> Path:
+    """The stage's final raw or EMA weights or its best-on-validation ones, of any of ``runs``, whichever
+    scores best on the whole BSDS500 val split (the runs validated on 20 crops of it)."""
     scores = {}
-    for name in (stem, f"{stem}_ema", stem.replace("_g", "_best")):
-        path = run / "weights" / f"{name}.safetensors"
-        if path.is_file():
-            val = esrgan_test(path, "bsds100", args, work / f"val_{name}", lpips=key == "lpips")
-            scores[path] = val["bsds100"][key]
-            print(f"  {path.name}: BSDS500 val {key} {scores[path]:.4f}")
+    for run in runs:
+        for name in (stem, f"{stem}_ema", stem.replace("_g", "_best")):
+            path = run / "weights" / f"{name}.safetensors"
+            if path.is_file():
+                out = work / f"val_{run.name}_{name}"
+                val = esrgan_test(path, "bsds100", args, out, lpips=key == "lpips")
+                scores[path] = val["bsds100"][key]
+                print(f"  {run.name}/{path.name}: BSDS500 val {key} {scores[path]:.4f}")
     if not scores:
-        raise SystemExit(f"{run}/weights: no {stem}*.safetensors (has the stage finished?)")
+        raise SystemExit(
+            f"{', '.join(map(str, runs))}: no weights/{stem}*.safetensors (has the stage finished?)"
+        )
     best = max(scores, key=scores.get) if key != "lpips" else min(scores, key=scores.get)  # type: ignore[arg-type]
     return best
 
@@ -151,9 +160,28 @@ def training_data(config_file: Path) -> str:
     return f"{'; '.join(parts)}; x{cfg.get('scale_factor')} MATLAB bicubic LR made on the fly"
 
 
+def base_metadata(run: Path) -> dict[str, str]:
+    config_file = run / "config.yaml"
+    return {
+        "source": "esrgan train",
+        "training_config_sha256": hashlib.sha256(config_file.read_bytes()).hexdigest(),
+        "training_data": training_data(config_file),
+        "evaluation": "esrgan test, x4, Y channel BT.601, border 4, LR regenerated from HR",
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, required=True, help="run folder of `esrgan train` (both stages done)")
+    p.add_argument(
+        "--run", type=Path, required=True, action="append",
+        help="run folder of `esrgan train` (both stages done); repeat it for runs that continue one another "
+        "(a GAN stage resumed in new folders): the GAN model is chosen among all of them",
+    )  # fmt: skip
+    p.add_argument(
+        "--psnr-model", type=Path,
+        help="an already released esrgan-x4-psnr file to interpolate with, left as it is (its stage 1 ran "
+        "in an earlier run); default: choose and release it from --run",
+    )  # fmt: skip
     p.add_argument("--data-root", type=Path, required=True, help="folder with BSDS500/, Set5/, Set14/")
     p.add_argument("--weights-root", type=Path, required=True, help="folder with the VGG16 and LPIPS files")
     p.add_argument("--out", type=Path, default=Path("src/esrgan/weights/release"))
@@ -161,27 +189,34 @@ def main() -> None:
     p.add_argument("--psnr-only", action="store_true", help="release only esrgan-x4-psnr (stage 1 done)")
     p.add_argument("--sweep", action="store_true", help="also measure the alpha sweep and draw it")
     args = p.parse_args()
-    config_file = args.run / "config.yaml"
-    base = {
-        "source": "esrgan train",
-        "training_config_sha256": hashlib.sha256(config_file.read_bytes()).hexdigest(),
-        "training_data": training_data(config_file),
-        "evaluation": "esrgan test, x4, Y channel BT.601, border 4, LR regenerated from HR",
-    }
+    if args.psnr_model and args.psnr_only:
+        p.error("--psnr-model and --psnr-only exclude each other")
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        print("choosing the PSNR model on BSDS500 val")
-        psnr_path = choose(args.run, "pretrain_g", "psnr_y", args, work)
-        psnr = load_weights(psnr_path)
-        meta = {**base, **{f"train_{k}": v for k, v in psnr.metadata.items() if k in ("stage", "iteration")}}
-        summary["esrgan-x4-psnr"] = release("esrgan-x4-psnr", psnr.state_dict, psnr.config, meta, args, work)
+        if args.psnr_model:
+            psnr_path = args.psnr_model
+            psnr = load_weights(psnr_path)
+            print(f"PSNR model: {psnr_path} (kept as it is)")
+        else:
+            print("choosing the PSNR model on BSDS500 val")
+            psnr_path = choose(args.run, "pretrain_g", "psnr_y", args, work)
+            psnr = load_weights(psnr_path)
+            meta = {
+                **base_metadata(psnr_path.parent.parent),
+                **{f"train_{k}": v for k, v in psnr.metadata.items() if k in ("stage", "iteration")},
+            }
+            summary["esrgan-x4-psnr"] = release(
+                "esrgan-x4-psnr", psnr.state_dict, psnr.config, meta, args, work
+            )
         if not args.psnr_only:
             print("choosing the GAN model on BSDS500 val")
             gan_path = choose(args.run, "gan_g", "lpips", args, work)
             gan = load_weights(gan_path)
+            base = base_metadata(gan_path.parent.parent)
             meta = {
                 **base,
+                "train_run": f"{gan_path.parent.parent.name}/{gan_path.name}",
                 **{f"train_{k}": v for k, v in gan.metadata.items() if k in ("stage", "iteration")},
             }
             summary["esrgan-x4-gan"] = release("esrgan-x4-gan", gan.state_dict, gan.config, meta, args, work)
@@ -189,8 +224,8 @@ def main() -> None:
             meta = {
                 **base,
                 "interpolation_alpha": str(ALPHA),
-                "psnr_from": psnr_path.name,
-                "gan_from": gan_path.name,
+                "psnr_from": "esrgan-x4-psnr",
+                "gan_from": "esrgan-x4-gan",
             }
             summary["esrgan-x4-interp"] = release("esrgan-x4-interp", mixed, gan.config, meta, args, work)
             if args.sweep:

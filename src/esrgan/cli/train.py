@@ -56,15 +56,20 @@ def register(app: typer.Typer) -> None:
             raise _fail("interrupted", 130) from None
         typer.echo(result.summary())
 
-    @app.command("plot", help="Render a run's training and validation curves (metrics.jsonl) to PNG.")
+    @app.command(
+        "plot",
+        help="Render a run's training and validation curves (metrics.jsonl) to PNG. Several runs that "
+        "continue one another (each resumed from a checkpoint of the one before) draw as one chain: from "
+        "its first iteration of a stage, a later run replaces the earlier ones.",
+    )
     def plot_cmd(
-        run: Path = typer.Argument(..., help="Run folder (or its metrics.jsonl)."),
-        out: Path = typer.Option(None, "--out", "-o", help="Output PNG (default: RUN/curves.png)."),
+        runs: list[Path] = typer.Argument(..., help="Run folder(s) (or metrics.jsonl), oldest first."),
+        out: Path = typer.Option(None, "--out", "-o", help="Output PNG (default: LAST_RUN/curves.png)."),
     ) -> None:
-        from esrgan.training.plot import PlotError, plot_run
+        from esrgan.training.plot import PlotError, plot_runs
 
         try:
-            path = plot_run(run, out=out)
+            path = plot_runs(runs, out=out)
         except PlotError as exc:
             raise _fail(str(exc)) from None
         typer.echo(str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,45 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def plot_run(run: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None) -> Path:
-    """One panel per (stage, quantity) with its training and validation curves; returns the PNG path."""
-    run = Path(run)
+def _metrics_file(run: Path) -> Path:
     metrics = run if run.is_file() else run / "metrics.jsonl"
     if not metrics.is_file():
         raise PlotError(f"{metrics}: no metrics.jsonl (is this a run folder of esrgan train?)")
-    records = [r for r in read_metrics(metrics) if r.get("split") in ("train", "val")]
-    if not records:
-        raise PlotError(f"{metrics}: no training or validation records yet")
+    return metrics
+
+
+def chain_records(runs: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """Training and validation records of runs that continue one another, in order.
+
+    A later run resumed from a checkpoint of an earlier one (``--resume`` in a new folder): from the first
+    iteration it logged in a stage, its records replace the earlier runs' records of that stage, so a
+    branch the earlier run went on with past that point does not show.
+    """
+    chained: list[dict[str, Any]] = []
+    for run in runs:
+        metrics = _metrics_file(Path(run))
+        records = [r for r in read_metrics(metrics) if r.get("split") in ("train", "val")]
+        if not records:
+            raise PlotError(f"{metrics}: no training or validation records yet")
+        starts: dict[str, int] = {}
+        for r in records:
+            starts[r["stage"]] = min(starts.get(r["stage"], int(r["iter"])), int(r["iter"]))
+        chained = [r for r in chained if r["stage"] not in starts or int(r["iter"]) < starts[r["stage"]]]
+        chained.extend(records)
+    return chained
+
+
+def plot_run(run: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None) -> Path:
+    """One panel per (stage, quantity) with its training and validation curves; returns the PNG path."""
+    return plot_runs([run], out=out)
+
+
+def plot_runs(runs: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike[str] | None = None) -> Path:
+    """``plot_run`` of a chain of runs (``chain_records``); the PNG goes to the last run's folder."""
+    if not runs:
+        raise PlotError("no run folder given")
+    records = chain_records(runs)
+    metrics = _metrics_file(Path(runs[-1]))
     # series[(stage, name)][split] -> {iteration: value}; the last record of an iteration wins (resume).
     series: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
@@ -73,7 +104,10 @@ def plot_run(run: str | os.PathLike[str], *, out: str | os.PathLike[str] | None 
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{run.name if run.is_dir() else run.parent.name}", fontsize=11)
+    names = [m.parent.name for m in (_metrics_file(Path(r)) for r in runs)]
+    fig.suptitle(
+        names[0] if len(names) == 1 else f"{names[0]} ... {names[-1]} ({len(names)} runs)", fontsize=11
+    )
     fig.tight_layout()
     target = Path(out) if out is not None else (metrics.parent / "curves.png")
     from esrgan.utils import atomic_write
