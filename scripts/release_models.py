@@ -112,11 +112,6 @@ def release(
 
 
 def sweep(psnr_sd: dict, gan_sd: dict, config, args: argparse.Namespace, work: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = []
     for i in range(6):
         alpha = round(0.2 * i, 1)
@@ -129,13 +124,30 @@ def sweep(psnr_sd: dict, gan_sd: dict, config, args: argparse.Namespace, work: P
             + ", ".join(f"{ds} {m['psnr_y']:.2f} dB / {m['lpips']:.3f}" for ds, m in scores.items())
         )
     (args.figures / "interp_sweep.json").write_text(json.dumps(rows, indent=1))
+    draw_sweep(rows, args.figures / "interp_sweep.png")
+
+
+def draw_sweep(rows: list[dict], target: Path) -> None:
+    """PSNR-Y against LPIPS per data set, each point labelled with its alpha."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for ds, marker in (("set5", "o"), ("set14", "s")):
         xs = [r[ds]["lpips"] for r in rows]
         ys = [r[ds]["psnr_y"] for r in rows]
         ax.plot(xs, ys, marker=marker, label=ds.capitalize())
-        for r, x, y in zip(rows, xs, ys, strict=True):
-            ax.annotate(f"{r['alpha']:.1f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for i, (r, x, y) in enumerate(zip(rows, xs, ys, strict=True)):
+            # Neighbouring alphas can sit close together: their labels alternate above and below the line.
+            ax.annotate(
+                f"{r['alpha']:.1f}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(3, 6 if i % 2 else -12),
+                fontsize=8,
+            )
     ax.set_xlabel("LPIPS (lower is better)")
     ax.set_ylabel("PSNR-Y, dB (higher is better)")
     ax.set_title("Network interpolation: alpha from 0 (PSNR) to 1 (GAN)")
@@ -143,8 +155,9 @@ def sweep(psnr_sd: dict, gan_sd: dict, config, args: argparse.Namespace, work: P
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.figures / "interp_sweep.png", dpi=120)
-    print(f"sweep: {args.figures / 'interp_sweep.png'}")
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
+    print(f"sweep: {target}")
 
 
 def training_data(config_file: Path) -> str:
@@ -173,7 +186,7 @@ def base_metadata(run: Path) -> dict[str, str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--run", type=Path, required=True, action="append",
+        "--run", type=Path, action="append",
         help="run folder of `esrgan train` (both stages done); repeat it for runs that continue one another "
         "(a GAN stage resumed in new folders): the GAN model is chosen among all of them",
     )  # fmt: skip
@@ -182,13 +195,27 @@ def main() -> None:
         help="an already released esrgan-x4-psnr file to interpolate with, left as it is (its stage 1 ran "
         "in an earlier run); default: choose and release it from --run",
     )  # fmt: skip
-    p.add_argument("--data-root", type=Path, required=True, help="folder with BSDS500/, Set5/, Set14/")
-    p.add_argument("--weights-root", type=Path, required=True, help="folder with the VGG16 and LPIPS files")
+    p.add_argument("--data-root", type=Path, help="folder with BSDS500/, Set5/, Set14/")
+    p.add_argument("--weights-root", type=Path, help="folder with the VGG16 and LPIPS files")
     p.add_argument("--out", type=Path, default=Path("src/esrgan/weights/release"))
     p.add_argument("--figures", type=Path, default=Path("docs/images"))
     p.add_argument("--psnr-only", action="store_true", help="release only esrgan-x4-psnr (stage 1 done)")
     p.add_argument("--sweep", action="store_true", help="also measure the alpha sweep and draw it")
+    p.add_argument(
+        "--redraw-sweep", action="store_true",
+        help="only draw FIGURES/interp_sweep.png again from the interp_sweep.json a --sweep wrote",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.redraw_sweep:
+        draw_sweep(
+            json.loads((args.figures / "interp_sweep.json").read_text()), args.figures / "interp_sweep.png"
+        )
+        return
+    missing = [
+        f"--{k.replace('_', '-')}" for k in ("run", "data_root", "weights_root") if not getattr(args, k)
+    ]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")
     if args.psnr_model and args.psnr_only:
         p.error("--psnr-model and --psnr-only exclude each other")
     summary = {}

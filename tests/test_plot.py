@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from esrgan.training.plot import PlotError, chain_records
@@ -54,6 +55,8 @@ def test_plot_of_a_chain_writes_one_png_to_the_last_run(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert (second / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert not (first / "curves.png").exists()
+    with Image.open(second / "curves.png") as img:  # palette PNG: small enough for a figure kept in git
+        assert img.mode == "P" and img.size[0] > 100
 
 
 def test_a_chain_with_a_folder_that_is_not_a_run_names_it(tmp_path: Path) -> None:
