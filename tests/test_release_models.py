@@ -101,26 +101,26 @@ def test_models_lists_them_and_upscale_runs_offline(tmp_path: Path) -> None:
     assert Image.open(out).size == (80, 56)
 
 
-def test_our_psnr_model_in_int8_keeps_the_issue_bound_and_the_drop_it_advertises(
-    shared_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("name", OURS)
+def test_our_models_in_int8_keep_the_issue_bound_and_the_drop_they_advertise(
+    name: str, scores: dict[str, dict[str, dict]], shared_dir: Path, tmp_path: Path
 ) -> None:
-    """`esrgan test --precision int8` against fp32 on Set5/Set14: at most 0.1 dB PSNR-Y lower and LPIPS
-    within 0.01 (the issue's bound for our models), and the drop `--help` prints (KNOWN_DROPS)."""
+    """`esrgan test --precision int8` against fp32 (the `scores` fixture) on Set5/Set14: at most 0.1 dB PSNR-Y
+    lower and LPIPS within 0.01 (the issue's bound for our models), and the drop `--help` prints
+    (KNOWN_DROPS)."""
     from esrgan.inference.int8 import KNOWN_DROPS
 
     weights = shared_dir / "weights"
-    means = {}
-    for precision in ("fp32", "int8"):
-        options = EvaluationOptions(
-            model="esrgan-x4-psnr", datasets=("set5", "set14"), data_root=shared_dir / "datasets",
-            out_dir=tmp_path / precision, precision=precision, figures="none", progress=False,
-            lpips_vgg=weights / "vgg16_imagenet_features.safetensors",
-            lpips_heads=weights / "lpips_vgg_v0.1_heads.safetensors",
-        )  # fmt: skip
-        means[precision] = {r.name: r.mean() for r in run_test(options).results}
-    known = KNOWN_DROPS["esrgan-x4-psnr"]
+    options = EvaluationOptions(
+        model=name, datasets=("set5", "set14"), data_root=shared_dir / "datasets",
+        out_dir=tmp_path, precision="int8", figures="none", progress=False,
+        lpips_vgg=weights / "vgg16_imagenet_features.safetensors",
+        lpips_heads=weights / "lpips_vgg_v0.1_heads.safetensors",
+    )  # fmt: skip
+    int8_means = {r.name: r.mean() for r in run_test(options).results}
+    known = KNOWN_DROPS[name]
     for ds in ("set5", "set14"):
-        fp32, int8 = means["fp32"][ds], means["int8"][ds]
+        fp32, int8 = scores[name][ds], int8_means[ds]
         drop = fp32["psnr_y"] - int8["psnr_y"]
         assert 0 <= drop <= 0.1, f"{ds}: int8 is {drop:.3f} dB below fp32"
         assert abs(int8["lpips"] - fp32["lpips"]) <= 0.01

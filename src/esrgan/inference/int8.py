@@ -76,6 +76,10 @@ class Int8Drop:
 KNOWN_DROPS: dict[str, Int8Drop] = {
     # fp32 31.155 / 27.989 dB, LPIPS 0.2328 / 0.3289; int8 31.135 / 27.975, 0.2335 / 0.3301
     "esrgan-x4-psnr": Int8Drop(set5_db=0.020, set14_db=0.014, set5_lpips=0.001, set14_lpips=0.001),
+    # fp32 30.336 / 27.436, 0.1927 / 0.2725; int8 30.321 / 27.418, 0.1963 / 0.2763
+    "esrgan-x4-gan": Int8Drop(set5_db=0.014, set14_db=0.018, set5_lpips=0.004, set14_lpips=0.004),
+    # fp32 30.714 / 27.715, 0.2031 / 0.2933; int8 30.675 / 27.686, 0.2048 / 0.2947
+    "esrgan-x4-interp": Int8Drop(set5_db=0.039, set14_db=0.029, set5_lpips=0.002, set14_lpips=0.001),
     # fp32 30.392 / 26.641, 0.1952 / 0.2557; int8 30.235 / 26.555, 0.2016 / 0.2626
     "realsr-df2k-x4": Int8Drop(set5_db=0.156, set14_db=0.086, set5_lpips=0.006, set14_lpips=0.007),
     # fp32 26.638 / 25.432, 0.2701 / 0.3235; int8 26.666 / 25.356, 0.2752 / 0.3246 (Set5 gains)
