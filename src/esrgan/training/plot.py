@@ -69,8 +69,8 @@ def plot_runs(runs: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike[
     """``plot_run`` of a chain of runs (``chain_records``); the PNG goes to the last run's folder."""
     if not runs:
         raise PlotError("no run folder given")
-    records = chain_records(runs)
-    metrics = _metrics_file(Path(runs[-1]))
+    files = [_metrics_file(Path(r)) for r in runs]
+    records = chain_records(files)
     # series[(stage, name)][split] -> {iteration: value}; the last record of an iteration wins (resume).
     series: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
@@ -104,12 +104,12 @@ def plot_runs(runs: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike[
             ax.set_yscale("log")
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    names = [m.parent.name for m in (_metrics_file(Path(r)) for r in runs)]
+    names = [f.parent.name for f in files]
     fig.suptitle(
         names[0] if len(names) == 1 else f"{names[0]} ... {names[-1]} ({len(names)} runs)", fontsize=11
     )
     fig.tight_layout()
-    target = Path(out) if out is not None else (metrics.parent / "curves.png")
+    target = Path(out) if out is not None else (files[-1].parent / "curves.png")
     import io
 
     from PIL import Image
