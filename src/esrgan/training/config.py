@@ -16,36 +16,38 @@ Relative paths (``data.root``, weight files) are relative to the working directo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from esrgan.device import PRECISION_NAMES
 from esrgan.models import vgg_layer_names
+from esrgan.training.config_checks import ConfigError, at_least, fail, require
+from esrgan.training.config_models import DiscriminatorConfig, GeneratorConfig, ModelConfig
 
 StageName = Literal["pretrain", "gan"]
 STAGES: tuple[StageName, ...] = ("pretrain", "gan")
 METRICS = ("psnr", "ssim", "lpips", "content", "perceptual")
-
-
-class ConfigError(ValueError):
-    """A config file, key or value is invalid; the message names the key."""
-
-
-def _fail(key: str, message: str) -> NoReturn:
-    raise ConfigError(f"{key}: {message}")
-
-
-def _require(section: object, ok: Callable[[Any], bool], expected: str, *names: str) -> None:
-    """Each named field of ``section`` that is set (not None) must satisfy ``ok``."""
-    for name in names:
-        value = getattr(section, name)
-        if value is not None and not ok(value):
-            _fail(name, f"must be {expected}, got {value}")
-
-
-def _at_least(section: object, minimum: int, *names: str) -> None:
-    _require(section, lambda v: v >= minimum, f">= {minimum}", *names)
+__all__ = [
+    "METRICS",
+    "STAGES",
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "ContentLossConfig",
+    "DataConfig",
+    "DiscriminatorConfig",
+    "EMAConfig",
+    "GeneratorConfig",
+    "InterpolationConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "PerceptualLossConfig",
+    "PretrainingConfig",
+    "StageConfig",
+    "StageName",
+    "TrainingConfig",
+    "ValidationConfig",
+]
 
 
 @dataclass(kw_only=True)
@@ -67,16 +69,16 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         if self.total_iters is None and self.num_epoch is None:
-            _fail("num_epoch", "set num_epoch or total_iters")
-        _at_least(self, 0, "total_iters", "num_epoch")
+            fail("num_epoch", "set num_epoch or total_iters")
+        at_least(self, 0, "total_iters", "num_epoch")
         crop = self.cr_patch_size
         if len(crop) != 2 or crop[0] != crop[1] or crop[0] < 1:
-            _fail("cr_patch_size", f"must be a square [H, W] of positive sizes, got {crop}")
+            fail("cr_patch_size", f"must be a square [H, W] of positive sizes, got {crop}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            _fail("betas", f"must be two numbers in [0, 1), got {self.betas}")
+            fail("betas", f"must be two numbers in [0, 1), got {self.betas}")
         for name in ("train_datasets", "val_datasets"):
             if not getattr(self, name):
-                _fail(name, "must name at least one dataset")
+                fail(name, "must name at least one dataset")
 
 
 @dataclass(kw_only=True)
@@ -96,11 +98,11 @@ class PretrainingConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self, lambda v: v > 0, "> 0", "lr")
-        _at_least(self, 1, "sched_step")
-        _require(self, lambda v: 0 < v <= 1, "in (0, 1]", "sched_gamma")
+        require(self, lambda v: v > 0, "> 0", "lr")
+        at_least(self, 1, "sched_step")
+        require(self, lambda v: 0 < v <= 1, "in (0, 1]", "sched_gamma")
         if not 0 <= self.lr_min <= self.lr:
-            _fail("lr_min", f"must be in [0, pretraining.lr], got {self.lr_min}")
+            fail("lr_min", f"must be in [0, pretraining.lr], got {self.lr_min}")
 
 
 @dataclass(kw_only=True)
@@ -134,57 +136,14 @@ class TrainingConfig(StageConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self, lambda v: v > 0, "> 0", "g_lr", "d_lr")
-        _require(self, lambda v: 0 < v <= 1, "in (0, 1]", "g_sched_gamma", "d_sched_gamma")
+        require(self, lambda v: v > 0, "> 0", "g_lr", "d_lr")
+        require(self, lambda v: 0 < v <= 1, "in (0, 1]", "g_sched_gamma", "d_sched_gamma")
         for name in ("g_sched_steps", "d_sched_steps"):
             steps = getattr(self, name)
             if any(s < 1 for s in steps) or list(steps) != sorted(steps):
-                _fail(name, f"must be increasing positive iterations, got {steps}")
+                fail(name, f"must be increasing positive iterations, got {steps}")
         scalings = ("g_adversarial_loss_scaling", "g_content_loss_scaling", "g_perceptual_loss_scaling")
-        _require(self, lambda v: v >= 0, ">= 0", *scalings, "d_r1_weight")
-
-
-@dataclass(kw_only=True)
-class GeneratorConfig:
-    """RRDBNet hyper-parameters (seed names; mapped to BasicSR's RRDBNet arguments)."""
-
-    rrdb_channels: int = 64
-    """``num_feat``: feature channels of the trunk."""
-    growth_channels: int = 32
-    """``num_grow_ch``: channels each dense-block convolution adds."""
-    num_basic_blocks: int = 23
-    """``num_block``: RRDBs in the trunk."""
-    num_dense_blocks: int = 3
-    """Dense blocks per RRDB."""
-    num_residual_blocks: int = 5
-    """Convolutions per dense block (at least 2)."""
-    residual_scaling: float = 0.2
-    """Scale of each residual branch."""
-    use_subpixel_conv: bool = False
-    """Pixel-shuffle upsampling instead of the paper's nearest + conv."""
-
-    def __post_init__(self) -> None:
-        _at_least(self, 1, "rrdb_channels", "growth_channels", "num_basic_blocks", "num_dense_blocks")
-        _at_least(self, 2, "num_residual_blocks")
-
-
-@dataclass(kw_only=True)
-class DiscriminatorConfig:
-    """VGG-style discriminator."""
-
-    vgg_blk_ch: list[int] = field(default_factory=lambda: [64, 64, 128, 128, 256, 256, 512, 512])
-    """Output channels of each conv block (every second block halves the resolution)."""
-    fc_features: list[int] = field(default_factory=lambda: [100])
-    """Hidden sizes of the classifier head."""
-    pool_size: int = 4
-    """Side of the adaptive average pool before the head."""
-
-    def __post_init__(self) -> None:
-        if not self.vgg_blk_ch or any(c < 1 for c in self.vgg_blk_ch):
-            _fail("vgg_blk_ch", "must be a non-empty list of positive channel counts")
-        if any(c < 1 for c in self.fc_features):
-            _fail("fc_features", "must be positive")
-        _at_least(self, 1, "pool_size")
+        require(self, lambda v: v >= 0, ">= 0", *scalings, "d_r1_weight")
 
 
 @dataclass(kw_only=True)
@@ -217,18 +176,18 @@ class PerceptualLossConfig:
 
     def __post_init__(self) -> None:
         if not self.layer_weights:
-            _fail("layer_weights", "must name at least one layer")
+            fail("layer_weights", "must name at least one layer")
         try:
             names = vgg_layer_names(self.arch)
         except ValueError as exc:
-            _fail("arch", str(exc))
+            fail("arch", str(exc))
         for layer, w in self.layer_weights.items():
             if layer not in names:
-                _fail(f"layer_weights.{layer}", f"not a layer of {self.arch}")
+                fail(f"layer_weights.{layer}", f"not a layer of {self.arch}")
             if w < 0:
-                _fail(f"layer_weights.{layer}", f"weight must be >= 0, got {w}")
+                fail(f"layer_weights.{layer}", f"weight must be >= 0, got {w}")
         if self.normalize_loss and sum(self.layer_weights.values()) <= 0:
-            _fail("normalize_loss", "needs a positive sum of layer weights")
+            fail("normalize_loss", "needs a positive sum of layer weights")
 
 
 @dataclass(kw_only=True)
@@ -254,8 +213,8 @@ class DataConfig:
     """Download missing datasets (DIV2K, BSDS500) into ``root``."""
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "max_train_images", "max_val_images")
-        _at_least(self, 0, "num_workers")
+        at_least(self, 1, "max_train_images", "max_val_images")
+        at_least(self, 0, "num_workers")
 
 
 @dataclass(kw_only=True)
@@ -276,13 +235,13 @@ class ValidationConfig:
     """LPIPS v0.1 linear heads file; LPIPS is skipped when unset."""
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "every")
-        _at_least(self, 0, "warmup")
+        at_least(self, 1, "every")
+        at_least(self, 0, "warmup")
         for name in ("pretrain_metric", "gan_metric"):
             if getattr(self, name) not in METRICS:
-                _fail(name, f"must be one of {list(METRICS)}")
+                fail(name, f"must be one of {list(METRICS)}")
         if self.pretrain_metric == "lpips":
-            _fail("pretrain_metric", "LPIPS is computed in the GAN stage only")
+            fail("pretrain_metric", "LPIPS is computed in the GAN stage only")
 
 
 @dataclass(kw_only=True)
@@ -297,7 +256,7 @@ class CheckpointConfig:
     """Continue from the run folder's latest checkpoint when present (without ``--resume``)."""
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "every", "keep_last")
+        at_least(self, 1, "every", "keep_last")
 
 
 @dataclass(kw_only=True)
@@ -322,7 +281,7 @@ class LoggingConfig:
     """W&B mode; offline writes under ``RUN/wandb`` only."""
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "log_every", "image_every")
+        at_least(self, 1, "log_every", "image_every")
 
 
 @dataclass(kw_only=True)
@@ -335,7 +294,7 @@ class EMAConfig:
     """EMA decay after warm-up, in [0, 1)."""
 
     def __post_init__(self) -> None:
-        _require(self, lambda v: 0 <= v < 1, "in [0, 1)", "decay")
+        require(self, lambda v: 0 <= v < 1, "in [0, 1)", "decay")
 
 
 @dataclass(kw_only=True)
@@ -350,7 +309,7 @@ class InterpolationConfig:
     """Interpolate the EMA weights instead of the raw ones."""
 
     def __post_init__(self) -> None:
-        _require(self, lambda v: 0 <= v <= 1, "in [0, 1]", "alpha")
+        require(self, lambda v: 0 <= v <= 1, "in [0, 1]", "alpha")
 
 
 @dataclass(kw_only=True)
@@ -381,6 +340,8 @@ class Config:
     """Stage 1 (PSNR-oriented)."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
     """Stage 2 (GAN)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Which generator and discriminator architectures are trained."""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     """G's architecture; release weights carry it as metadata, so ``esrgan upscale`` needs no config."""
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -406,16 +367,16 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.scale_factor not in (1, 2, 4, 8):
-            _fail("scale_factor", f"must be 1, 2, 4 or 8, got {self.scale_factor}")
-        _at_least(self, 1, "batch_size", "img_channels", "max_nonfinite", "cpu_threads")
+            fail("scale_factor", f"must be 1, 2, 4 or 8, got {self.scale_factor}")
+        at_least(self, 1, "batch_size", "img_channels", "max_nonfinite", "cpu_threads")
         if self.precision not in PRECISION_NAMES:
-            _fail("precision", f"must be one of {list(PRECISION_NAMES)}, got {self.precision!r}")
+            fail("precision", f"must be one of {list(PRECISION_NAMES)}, got {self.precision!r}")
         for section in ("pretraining", "training"):
             if getattr(self, section).cr_patch_size[0] % self.scale_factor:
-                _fail(f"{section}.cr_patch_size", f"must be a multiple of scale_factor {self.scale_factor}")
+                fail(f"{section}.cr_patch_size", f"must be a multiple of scale_factor {self.scale_factor}")
         crop = self.data.val_crop
         if crop is not None and (crop < 1 or crop % self.scale_factor):
-            _fail("data.val_crop", f"must be a positive multiple of scale_factor, got {crop}")
+            fail("data.val_crop", f"must be a positive multiple of scale_factor, got {crop}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

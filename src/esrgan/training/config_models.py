@@ -1,0 +1,64 @@
+"""Config sections that choose the networks: which architectures (``model``) and their sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from esrgan.training.config_checks import at_least, fail
+
+GeneratorArch = Literal["rrdbnet"]
+DiscriminatorArch = Literal["vgg"]
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Which generator and discriminator architectures a run trains."""
+
+    arch: GeneratorArch = "rrdbnet"
+    """Generator: ``rrdbnet`` (ESRGAN's RRDBNet, sized by the ``generator`` section)."""
+    discriminator: DiscriminatorArch = "vgg"
+    """Discriminator of stage 2: ``vgg`` (ESRGAN's VGG-style classifier, sized by ``discriminator``)."""
+
+
+@dataclass(kw_only=True)
+class GeneratorConfig:
+    """RRDBNet hyper-parameters (seed names; mapped to BasicSR's RRDBNet arguments)."""
+
+    rrdb_channels: int = 64
+    """``num_feat``: feature channels of the trunk."""
+    growth_channels: int = 32
+    """``num_grow_ch``: channels each dense-block convolution adds."""
+    num_basic_blocks: int = 23
+    """``num_block``: RRDBs in the trunk."""
+    num_dense_blocks: int = 3
+    """Dense blocks per RRDB."""
+    num_residual_blocks: int = 5
+    """Convolutions per dense block (at least 2)."""
+    residual_scaling: float = 0.2
+    """Scale of each residual branch."""
+    use_subpixel_conv: bool = False
+    """Pixel-shuffle upsampling instead of the paper's nearest + conv."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "rrdb_channels", "growth_channels", "num_basic_blocks", "num_dense_blocks")
+        at_least(self, 2, "num_residual_blocks")
+
+
+@dataclass(kw_only=True)
+class DiscriminatorConfig:
+    """VGG-style discriminator."""
+
+    vgg_blk_ch: list[int] = field(default_factory=lambda: [64, 64, 128, 128, 256, 256, 512, 512])
+    """Output channels of each conv block (every second block halves the resolution)."""
+    fc_features: list[int] = field(default_factory=lambda: [100])
+    """Hidden sizes of the classifier head."""
+    pool_size: int = 4
+    """Side of the adaptive average pool before the head."""
+
+    def __post_init__(self) -> None:
+        if not self.vgg_blk_ch or any(c < 1 for c in self.vgg_blk_ch):
+            fail("vgg_blk_ch", "must be a non-empty list of positive channel counts")
+        if any(c < 1 for c in self.fc_features):
+            fail("fc_features", "must be positive")
+        at_least(self, 1, "pool_size")
