@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from esrgan.cli import evaluate, export, serve, train, upscale, weights
+from esrgan.cli import degrade, evaluate, export, serve, train, upscale, weights
 
 app = typer.Typer(
     name="esrgan",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (upscale, weights, evaluate, train, serve, export):
+for _module in (upscale, weights, evaluate, train, degrade, serve, export):
     _module.register(app)
 
 

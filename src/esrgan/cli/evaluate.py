@@ -19,7 +19,12 @@ Model = Annotated[
 Datasets = Annotated[
     str,
     typer.Option(
-        "--datasets", "-d", help="Comma-separated: set5, set14, bsds100 (BSDS500 val), or image folders."
+        "--datasets",
+        "-d",
+        help=(
+            "Comma-separated: set5, set14, bsds100 (BSDS500 val), bsds100-real (BSDS500 val with "
+            "real-photo LR: blur, noise, JPEG), or image folders."
+        ),
     ),
 ]
 DataRoot = Annotated[

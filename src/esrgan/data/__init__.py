@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     # datasets
-    "SRDataset": "esrgan.data.datasets",
-    "DatasetOptions": "esrgan.data.datasets",
-    "ImagePair": "esrgan.data.datasets",
+    "SRDataset": "esrgan.data.sr_dataset",
+    "DatasetOptions": "esrgan.data.sr_dataset",
+    "ImagePair": "esrgan.data.sr_dataset",
     "ImageFolder": "esrgan.data.datasets",
     "PairedFolder": "esrgan.data.datasets",
     "DIV2K": "esrgan.data.datasets",
@@ -55,6 +55,9 @@ _EXPORTS: dict[str, str] = {
     # degradation
     "imresize": "esrgan.data.imresize",
     "degrade": "esrgan.data.imresize",
+    "DegradationConfig": "esrgan.data.degradation_config",
+    "DegradationConfigError": "esrgan.data.degradation_config",
+    "RealESRGANDegradation": "esrgan.data.degradations",
 }
 
 __all__ = [
@@ -66,11 +69,14 @@ __all__ = [
     "Benchmark",
     "DatasetError",
     "DatasetOptions",
+    "DegradationConfig",
+    "DegradationConfigError",
     "ImageCache",
     "ImageFolder",
     "ImagePair",
     "PairAugment",
     "PairedFolder",
+    "RealESRGANDegradation",
     "SRDataset",
     "bsds500_archive",
     "bsds500_dir",
@@ -118,6 +124,8 @@ if TYPE_CHECKING:
         make_val_dataset,
         match_pairs,
     )
+    from esrgan.data.degradation_config import DegradationConfig, DegradationConfigError
+    from esrgan.data.degradations import RealESRGANDegradation
     from esrgan.data.downloads import download_bsds500, download_div2k
     from esrgan.data.imresize import degrade, imresize
     from esrgan.data.layout import bsds500_dir, default_data_root, list_images

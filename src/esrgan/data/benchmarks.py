@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from esrgan.data.layout import bsds500_dir, find_dir, image_files
+from esrgan.data.realphoto import REAL_PHOTO_SETS, real_photo_pairs
 from esrgan.data.transforms import mod_crop as crop_to_multiple
 from esrgan.inference.image_io import ImageError, read_rgb
 
@@ -43,6 +44,8 @@ class BenchmarkPair:
     name: str
     hr_path: Path
     lr_path: Path | None
+    degraded_lr: bool = False
+    """The LR file is a degraded photo (``bsds100-real``): it is used whatever ``--lr-source`` says."""
 
 
 def _paired_set(root: Path, folder: str, scale: int) -> list[BenchmarkPair]:
@@ -82,8 +85,9 @@ def _paired_set(root: Path, folder: str, scale: int) -> list[BenchmarkPair]:
 def find_benchmark(root: Path, name: str, scale: int) -> list[BenchmarkPair]:
     """Test images of benchmark `name` under `root` for x`scale`, sorted by name.
 
-    `name`: "set5", "set14", "bsds100" (aliases "bsd100", "bsds500-val", "b100"; HR only), or a path
-    to any folder of images (absolute, or relative to `root`; HR only). Raises BenchmarkError.
+    `name`: "set5", "set14", "bsds100" (aliases "bsd100", "bsds500-val", "b100"; HR only),
+    "bsds100-real" (BSD100 with real-photo LR files, made on first use: `esrgan.data.realphoto`), or a
+    path to any folder of images (absolute, or relative to `root`; HR only). Raises BenchmarkError.
     """
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise BenchmarkError(f"scale must be a positive integer, got {scale!r}")
@@ -91,6 +95,8 @@ def find_benchmark(root: Path, name: str, scale: int) -> list[BenchmarkPair]:
     key = name.strip().lower()
     if key in PAIRED_SETS:
         return _paired_set(root, PAIRED_SETS[key], scale)
+    if key in REAL_PHOTO_SETS:
+        return real_photo_benchmark(root, scale)
     if key in _BSDS_VAL_NAMES:
         folder = bsds500_dir(root, "val")
         if folder is None:
@@ -103,13 +109,27 @@ def find_benchmark(root: Path, name: str, scale: int) -> list[BenchmarkPair]:
     return [BenchmarkPair(p.stem, p, None) for p in images]
 
 
+def real_photo_benchmark(root: Path, scale: int) -> list[BenchmarkPair]:
+    """``bsds100-real``'s pairs: BSDS500 val HR and its degraded LR (written on first use)."""
+    folder = bsds500_dir(root, "val")
+    if folder is None:
+        where = root / "BSDS500" / "val"
+        raise BenchmarkError(f"{where}: dataset folder not found (bsds100-real is made from it)")
+    try:
+        pairs = real_photo_pairs(image_files(folder), scale=scale)
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(f"bsds100-real: {exc}") from exc
+    return [BenchmarkPair(hr.stem, hr, lr, degraded_lr=True) for hr, lr in pairs]
+
+
 def _user_folder(root: Path, name: str) -> Path:
     folder = Path(name).expanduser()
     if not folder.is_absolute() and not folder.is_dir():
         folder = root / name
     if not folder.is_dir():
         raise BenchmarkError(
-            f"{folder}: dataset folder not found (known names: set5, set14, bsds100; or a folder of images)"
+            f"{folder}: dataset folder not found (known names: set5, set14, bsds100, bsds100-real; or a "
+            "folder of images)"
         )
     return folder
 

@@ -1,205 +1,47 @@
-"""LR/HR pair datasets: DIV2K, BSDS500, Set5/Set14, plain image folders and paired folders.
+"""The sources of LR/HR pairs: DIV2K, BSDS500, Set5/Set14, plain image folders and paired folders.
 
-Every dataset is an `SRDataset`: a list of `ImagePair`s (HR file, optional LR file) plus how to turn one
-into a training or validation item `{"lr": FloatTensor[3,h,w], "hr": FloatTensor[3,h*s,w*s], "name"}`
-in [0, 1]. Each class only finds its pairs; how items are made (mode, crops, augmentation, cache, seed)
-is one `DatasetOptions`, the same for all. HR images are first cropped (top-left anchored) to a multiple
-of the scale, as the protocol prescribes. Without an LR file the LR is made with
-`esrgan.data.imresize.degrade` (MATLAB bicubic, rounded to uint8) once per image and cached with the
-decoded HR (see `esrgan.data.cache`).
-
-Constructors read only what is on disk: `esrgan.data.downloads` fetches DIV2K and BSDS500, and
-`make_train_dataset` / `make_val_dataset` (which build the datasets the training loop uses from source
-names) call it when asked to `download`.
+Each class only finds its `ImagePair`s; how items are made is `esrgan.data.sr_dataset`'s `SRDataset`
+and `DatasetOptions`, the same for all. Constructors read only what is on disk: `esrgan.data.downloads`
+fetches DIV2K and BSDS500, and `make_train_dataset` / `make_val_dataset` (which build the datasets the
+training loop uses from source names) call it when asked to `download`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeGuard
+from typing import Literal
 
-import numpy as np
-import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from esrgan.data.archives import BSDS500_URL, DatasetError, div2k_archives
-from esrgan.data.benchmarks import PAIRED_SETS, BenchmarkError, find_benchmark
+from esrgan.data.benchmarks import PAIRED_SETS, BenchmarkError, find_benchmark, real_photo_benchmark
 from esrgan.data.cache import ImageCache, default_cache_dir
+from esrgan.data.degradation_config import DegradationConfig
 from esrgan.data.downloads import download_bsds500, download_div2k
 from esrgan.data.layout import bsds500_dir, default_data_root, div2k_dir, list_images
-from esrgan.data.transforms import (
-    AugmentConfig,
-    PairAugment,
-    Stage,
-    from_tensor,
-    mod_crop,
-    paired_center_crop,
-    paired_random_crop,
-    to_tensor,
-)
+from esrgan.data.realphoto import REAL_PHOTO_SETS
+from esrgan.data.sr_dataset import DatasetOptions, ImagePair, SRDataset, SRItem, _check_scale
+from esrgan.data.transforms import AugmentConfig, Stage
 
-SOURCE_NAMES = ("div2k", "bsds500", "bsds500-test", *PAIRED_SETS)
-Mode = Literal["train", "val"]
-SRItem = dict[str, torch.Tensor | str]
-"""One dataset item: {"lr": (3, h, w) tensor, "hr": (3, H, W) tensor, "name": str}."""
+__all__ = [
+    "BSDS500",
+    "DIV2K",
+    "SOURCE_NAMES",
+    "Benchmark",
+    "DatasetOptions",
+    "ImageFolder",
+    "ImagePair",
+    "PairedFolder",
+    "SRDataset",
+    "make_train_dataset",
+    "make_val_dataset",
+    "match_pairs",
+]
 
-
-@dataclass(frozen=True)
-class ImagePair:
-    """One sample: its name, the HR file and the LR file (None: LR made from HR on the fly)."""
-
-    name: str
-    hr: Path
-    lr: Path | None = None
-
-
-def _positive_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _check_scale(scale: object) -> int:
-    if not _positive_int(scale):
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    return scale
-
-
-@dataclass(frozen=True, kw_only=True)
-class DatasetOptions:
-    """How a dataset makes items from its image pairs; the same for every dataset class."""
-
-    mode: Mode = "val"
-    """Either "train": a random `patch_size` HR crop (aligned LR crop) per item, then `augment`; or
-    "val": the whole image, or its centre `patch_size` crop when given, never augmented."""
-    patch_size: int | None = None
-    """HR crop side in pixels, a multiple of the scale; "train" needs one."""
-    augment: AugmentConfig | None = None
-    """Training augmentation (None: crops only)."""
-    cache: ImageCache | None = None
-    """Decoded-image cache, shareable between datasets (None: a private in-memory one per dataset)."""
-    max_images: int | None = None
-    """Use only the first N images (None: all)."""
-    seed: int = 0
-    """Mixed with one draw from torch's generator per item, so crops and augmentations follow
-    `torch.manual_seed` and differ between DataLoader workers and epochs."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("train", "val"):
-            raise ValueError(f"mode must be 'train' or 'val', got {self.mode!r}")
-        if self.patch_size is not None and not _positive_int(self.patch_size):
-            raise ValueError(f"patch_size must be a positive integer, got {self.patch_size!r}")
-        if self.mode == "train" and self.patch_size is None:
-            raise ValueError("mode='train' needs a patch_size")
-        if self.mode == "val" and self.augment is not None:
-            raise ValueError("validation datasets are not augmented (augment must be None)")
-        if self.max_images is not None and not _positive_int(self.max_images):
-            raise ValueError(f"max_images must be a positive integer or None, got {self.max_images!r}")
-
-
-def _degrade_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
-    from esrgan.data.imresize import degrade
-
-    # float64 like MATLAB, so rounding to uint8 lands on the same levels; done once per image (cached).
-    x = torch.from_numpy(np.array(hr)).permute(2, 0, 1).to(torch.float64).div_(255.0)
-    return from_tensor(degrade(x, scale))
-
-
-class SRDataset(Dataset[SRItem]):
-    """Items from `ImagePair`s, made as `options` says (see `DatasetOptions`); `source` names the data."""
-
-    def __init__(
-        self,
-        pairs: Sequence[ImagePair],
-        *,
-        scale: int,
-        options: DatasetOptions = DatasetOptions(),
-        source: str = "",
-    ) -> None:
-        _check_scale(scale)
-        if options.patch_size is not None and options.patch_size % scale:
-            raise ValueError(f"patch_size {options.patch_size} is not a multiple of scale {scale}")
-        pairs = list(pairs)[: options.max_images]
-        if not pairs:
-            raise DatasetError(f"{source or 'dataset'}: no images")
-        self.pairs = pairs
-        self.scale = scale
-        self.options = options
-        self.source = source
-        self.cache = options.cache if options.cache is not None else ImageCache()
-        train_augment = options.augment if options.mode == "train" else None
-        self._pipeline = PairAugment(train_augment) if train_augment is not None else None
-
-    @property
-    def mode(self) -> Mode:
-        return self.options.mode
-
-    @property
-    def patch_size(self) -> int | None:
-        return self.options.patch_size
-
-    @property
-    def augment(self) -> AugmentConfig | None:
-        return self.options.augment
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __repr__(self) -> str:
-        crop = f", patch_size={self.patch_size}" if self.patch_size else ""
-        return f"{type(self).__name__}({self.source!r}, {len(self)} images, x{self.scale}, {self.mode}{crop})"
-
-    def load_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The whole (LR, HR) uint8 HWC pair of image `index`, HR cropped to a multiple of the scale."""
-        pair = self.pairs[index]
-        s = self.scale
-        hr = mod_crop(self.cache.image(pair.hr), s)
-        if pair.lr is None:
-            if hr.shape[0] < s or hr.shape[1] < s:
-                raise DatasetError(f"{pair.hr}: image is smaller than the scale {s}")
-            lr = self.cache.derived(pair.hr, f"degrade-x{s}", lambda: _degrade_uint8(hr, s))
-        else:
-            lr = self.cache.image(pair.lr)
-            if hr.shape[0] != lr.shape[0] * s or hr.shape[1] != lr.shape[1] * s:
-                raise DatasetError(
-                    f"{pair.lr}: LR {lr.shape[1]}x{lr.shape[0]} does not match HR {pair.hr.name} "
-                    f"{hr.shape[1]}x{hr.shape[0]} at scale {s}"
-                )
-        return lr, hr
-
-    def _item_rng(self) -> np.random.Generator:
-        # One draw from torch's generator per item: follows torch.manual_seed in the main process and is
-        # distinct per DataLoader worker and epoch (torch seeds each worker from a fresh base seed).
-        # Albumentations keeps its own random state, so it is reseeded from the same draw.
-        draw = int(torch.randint(0, 1 << 62, (1,)).item())
-        ss = np.random.SeedSequence([draw, self.options.seed, zlib.crc32(self.source.encode())])
-        if self._pipeline is not None:
-            self._pipeline.reseed(int(ss.generate_state(1, np.uint32)[0]))
-        return np.random.default_rng(ss)
-
-    def __getitem__(self, index: int) -> SRItem:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
-        lr, hr = self.load_pair(index)
-        pair = self.pairs[index]
-        patch_size = self.options.patch_size
-        if self.options.mode == "train":
-            assert patch_size is not None
-            rng = self._item_rng()
-            try:
-                lr, hr = paired_random_crop(lr, hr, scale=self.scale, patch_size=patch_size, rng=rng)
-            except ValueError as exc:
-                raise DatasetError(f"{pair.hr}: {exc}") from exc
-            lr, hr = np.ascontiguousarray(lr), np.ascontiguousarray(hr)
-            if self._pipeline is not None:
-                lr, hr = self._pipeline(lr, hr)
-        elif patch_size is not None:
-            lr, hr = paired_center_crop(lr, hr, scale=self.scale, patch_size=patch_size)
-        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": pair.name}
+SOURCE_NAMES = ("div2k", "bsds500", "bsds500-test", *PAIRED_SETS, *REAL_PHOTO_SETS)
 
 
 def _hr_only(folder: str | os.PathLike[str], *, what: str) -> list[ImagePair]:
@@ -378,6 +220,13 @@ def _build(
         return BSDS500(root, split=bsds_split, scale=scale, options=options)
     if key in PAIRED_SETS:
         return Benchmark(root, name=key, scale=scale, lr="degrade", options=options)
+    if key in REAL_PHOTO_SETS:
+        try:
+            found = real_photo_benchmark(root, scale)
+        except BenchmarkError as exc:
+            raise DatasetError(str(exc)) from exc
+        pairs = [ImagePair(p.name, p.hr_path, p.lr_path) for p in found]
+        return SRDataset(pairs, scale=scale, options=options, source=key)
     path = Path(source).expanduser()
     if not path.is_dir():
         raise DatasetError(f"{path}: not a dataset name ({', '.join(SOURCE_NAMES)}) nor an existing folder")
@@ -422,6 +271,7 @@ def make_train_dataset(
     download: bool = False,
     max_images: int | None = None,
     seed: int = 0,
+    degradation: DegradationConfig | None = None,
 ) -> Dataset[SRItem]:
     """Training dataset: random aligned `patch_size` HR crops with the stage's augmentation.
 
@@ -431,7 +281,8 @@ def make_train_dataset(
     missing DIV2K/BSDS500 data first (`download_div2k`, `download_bsds500`). `augment`: default
     `AugmentConfig.for_stage(stage)`. `cache`: decoded images cached in memory and as memory-mapped .npy
     files under the user cache dir (or a given `ImageCache`). `max_images`: the first N images of each
-    source.
+    source. `degradation`: make each LR with Real-ESRGAN's degradation model from its HR patch (the
+    augmentation is then spatial only: the model has its own JPEG).
     """
     names = _check_sources(sources)
     _check_scale(scale)
@@ -445,6 +296,8 @@ def make_train_dataset(
         augment = AugmentConfig.for_stage(stage)
     elif not isinstance(augment, AugmentConfig):
         raise ValueError(f"augment must be an AugmentConfig, got {type(augment).__name__}")
+    if degradation is not None:
+        augment = dataclasses.replace(augment, jpeg_p=0.0, dropout_p=0.0)
     options = DatasetOptions(
         mode="train",
         patch_size=patch_size,
@@ -452,6 +305,7 @@ def make_train_dataset(
         cache=_make_cache(cache),
         max_images=max_images,
         seed=seed,
+        degradation=degradation,
     )
     return _build_all(names, root=root, scale=scale, train=True, download=download, options=options)
 

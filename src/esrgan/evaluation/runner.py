@@ -95,7 +95,7 @@ def load_sample_inputs(
     hr = crop_to_multiple(load_rgb(pair.hr_path), scale)[None]
     if hr.shape[-1] < scale or hr.shape[-2] < scale:
         raise BenchmarkError(f"{pair.hr_path}: image smaller than the scale factor {scale}")
-    if lr_source == "degrade":
+    if lr_source == "degrade" and not pair.degraded_lr:
         return hr, degrade(hr, scale)
     if pair.lr_path is None:
         raise BenchmarkError(f"{pair.hr_path}: no provided LR image for it; use --lr-source degrade")

@@ -19,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from esrgan.data.degradation_config import DegradationConfig
 from esrgan.device import PRECISION_NAMES
 from esrgan.models import vgg_layer_names
 from esrgan.training.config_checks import ConfigError, at_least, fail, require
@@ -95,6 +96,9 @@ class PretrainingConfig(StageConfig):
     """``step``: the paper's StepLR; ``cosine``: cosine decay from ``lr`` to ``lr_min`` over the stage."""
     lr_min: float = 1e-7
     """Final learning rate of the cosine schedule."""
+    init_weights: str | None = None
+    """Start from these generator weights (a file or zoo name) instead of a random G; its architecture
+    must match the ``generator`` section (Real-ESRGAN starts Real-ESRNet from ESRGAN's PSNR model)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -211,6 +215,9 @@ class DataConfig:
     """Keep decoded images in the on-disk cache (``ESRGAN_CACHE``)."""
     download: bool = False
     """Download missing datasets (DIV2K, BSDS500) into ``root``."""
+    degradation: Literal["bicubic", "realesrgan"] = "bicubic"
+    """How training LR is made: ``bicubic`` (MATLAB-exact, cached once per image) or ``realesrgan`` (a
+    fresh real-world degradation of every HR patch, as the ``degradation`` section says)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_train_images", "max_val_images")
@@ -353,6 +360,8 @@ class Config:
     without LPIPS)."""
     data: DataConfig = field(default_factory=DataConfig)
     """Where the datasets named per stage live and how they are loaded."""
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    """Real-ESRGAN's degradation model, used when ``data.degradation`` is ``realesrgan``."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     """Validation and best-checkpoint choice."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -379,7 +388,7 @@ class Config:
             fail("data.val_crop", f"must be a positive multiple of scale_factor, got {crop}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _plain(dataclasses.asdict(self))
 
     def generator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``esrgan.models.RRDBNet`` for this config."""
@@ -400,3 +409,12 @@ class Config:
     def stage(self, name: StageName) -> PretrainingConfig | TrainingConfig:
         """The section of stage ``pretrain`` or ``gan``."""
         return self.pretraining if name == "pretrain" else self.training
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so the YAML writer (safe_dump) can write them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from esrgan.data.degradation_config import DegradationConfigError
 from esrgan.training.config import Config, ConfigError
 from esrgan.utils import atomic_write
 
@@ -50,6 +51,14 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping (section), got {value!r}")
         return _build(tp, value, key + ".")
+    if origin is tuple:
+        fixed = [a for a in args if a is not Ellipsis]
+        if not isinstance(value, (list, tuple)) or (Ellipsis not in args and len(value) != len(args)):
+            size = "a list" if Ellipsis in args else f"a list of {len(args)}"
+            raise ConfigError(f"{key}: expected {size}, got {value!r}")
+        types_ = [fixed[0]] * len(value) if Ellipsis in args else list(args)
+        pairs = enumerate(zip(value, types_, strict=True))
+        return tuple(_convert(v, t, f"{key}[{i}]") for i, (v, t) in pairs)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -94,7 +103,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except ConfigError as exc:  # a section's own check names its key relative to the section
+    except (ConfigError, DegradationConfigError) as exc:  # a section's check names its key in the section
         raise ConfigError(f"{prefix}{exc}") from None
 
 

@@ -136,7 +136,7 @@ def build_datasets(cfg: Config, rt: Runtime, stage: StageName) -> tuple[Dataset[
                 sc.train_datasets, root=root, scale=cfg.scale_factor, patch_size=sc.cr_patch_size[0],
                 stage=stage, augment=_augment_config(cfg.data.augment, stage),
                 cache=cfg.data.cache, download=cfg.data.download, max_images=cfg.data.max_train_images,
-                seed=cfg.seed,
+                seed=cfg.seed, degradation=cfg.degradation if cfg.data.degradation == "realesrgan" else None,
             )  # fmt: skip
             val_ds = make_val_dataset(
                 sc.val_datasets, root=root, scale=cfg.scale_factor, crop=cfg.data.val_crop,
@@ -198,13 +198,23 @@ def build_stage(
 ) -> Stage:
     """G (and in the GAN stage D) with optimisers, schedulers, scalers and EMA, ready to train.
 
-    ``state`` resumes a checkpoint. Otherwise stage 1 starts from a seeded random G and the GAN stage
+    ``state`` resumes a checkpoint. Otherwise stage 1 starts from ``pretraining.init_weights`` or a seeded
+    random G, and the GAN stage
     from ``generator`` (a weights file or zoo name) or, when None, the run's own stage-1 weights.
     """
     sc = cfg.stage(stage)
     total = stage_length(cfg, stage, num_items)
     if state is not None:
         g, psnr_weights = RRDBNet(**state.generator_config), state.psnr_weights
+    elif stage == "pretrain" and cfg.pretraining.init_weights is not None:
+        g, _ = _starting_generator(cfg, rt, cfg.pretraining.init_weights, weights_dir, progress=progress)
+        psnr_weights = None
+        got = dataclasses.asdict(g.config)
+        if any(got.get(k) != v for k, v in cfg.generator_kwargs().items()):
+            raise TrainingError(
+                f"pretraining.init_weights: {cfg.pretraining.init_weights} is {g.config}, which the "
+                "generator section does not describe"
+            )
     elif stage == "pretrain":
         torch.manual_seed(cfg.seed)
         g, psnr_weights = RRDBNet(**cfg.generator_kwargs()), None
