@@ -17,6 +17,7 @@ from typing import Literal, TypeVar, get_args
 import torch
 
 from esrgan.data.benchmarks import BenchmarkError, BenchmarkPair, find_benchmark
+from esrgan.data.realphoto import is_real_photo_set
 from esrgan.evaluation import report
 from esrgan.evaluation.figures import caption, comparison_figure
 from esrgan.evaluation.runner import (
@@ -313,6 +314,8 @@ def _meta(
 ) -> dict[str, object]:
     scale = model.scale
     given = "= MATLAB bicubic of HR, rounded to uint8" if o.lr_source == "degrade" else "= provided files"
+    if any(is_real_photo_set(name) for name in o.datasets):
+        given += " (bsds100-real: its degraded real-photo LR files, whatever the LR source)"
     return {
         "model": o.model,
         "scale": scale,
