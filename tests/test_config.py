@@ -65,6 +65,21 @@ def test_defaults_are_the_paper_recipe() -> None:
     assert cfg.training.g_content_loss_scaling == 1e-2
     assert cfg.content_loss.loss_f == "l1"
     assert cfg.interpolation.alpha == 0.8
+    assert (cfg.model.discriminator, cfg.training.gan_loss) == ("vgg", "ragan")
+
+
+def test_real_esrgan_discriminator_and_gan_loss_are_selectable() -> None:
+    cfg = load_config(
+        CONFIGS / "smoke.yaml",
+        ["model.discriminator=unet", "training.gan_loss=vanilla", "unet_discriminator.num_feat=16"],
+    )
+    assert (cfg.model.discriminator, cfg.training.gan_loss) == ("unet", "vanilla")
+    assert (cfg.unet_discriminator.num_feat, cfg.unet_discriminator.skip_connection) == (16, True)
+    assert Config().unet_discriminator.num_feat == 64  # Real-ESRGAN's size
+    with pytest.raises(ConfigError) as exc:  # three stride-2 levels: GAN patches must divide by 8
+        load_config(None, ["model.discriminator=unet", "training.cr_patch_size=[36, 36]"])
+    assert str(exc.value) == "training.cr_patch_size: must be a multiple of 8 for the U-Net discriminator"
+    assert load_config(None, ["training.cr_patch_size=[36, 36]"]).model.discriminator == "vgg"
 
 
 def test_yaml_smoke_config_and_overrides() -> None:
@@ -126,6 +141,10 @@ def test_unknown_keys_are_errors_naming_the_key(tmp_path: Path, data: dict, key:
         ("generator.num_residual_blocks=1", "generator.num_residual_blocks"),
         ("data.val_crop=130", "data.val_crop"),
         ("cpu_threads=0", "cpu_threads"),
+        ("model.discriminator=patchgan", "model.discriminator"),
+        ("training.gan_loss=wgan", "training.gan_loss"),
+        ("unet_discriminator.num_feat=0", "unet_discriminator.num_feat"),
+        ("unet_discriminator.skip_connection=2", "unet_discriminator.skip_connection"),
     ],
 )
 def test_bad_values_are_errors_naming_the_key(override: str, key: str) -> None:

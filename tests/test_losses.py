@@ -1,4 +1,4 @@
-"""Losses against hand-computed values: content, perceptual (before activation), RaGAN, total."""
+"""Losses against hand-computed values: content, perceptual (before activation), RaGAN, vanilla GAN, total."""
 
 from __future__ import annotations
 
@@ -17,11 +17,15 @@ from esrgan.losses import (
     GeneratorLossWeights,
     PerceptualLoss,
     build_perceptual_loss,
+    gan_d_loss,
+    gan_g_loss,
     generator_total_loss,
     r1_penalty,
     ragan_d_loss,
     ragan_g_loss,
     resolve_vgg_weights,
+    vanilla_d_loss,
+    vanilla_g_loss,
     vgg_weights_url,
 )
 from esrgan.models import VGGFeatureExtractor
@@ -250,3 +254,120 @@ def test_ragan_pools_give_the_means() -> None:
     pools = {"real_pool": torch.tensor([1.0, 3.0]), "fake_pool": torch.tensor([0.0, 2.0])}
     assert ragan_d_loss(real, fake, **pools).item() == pytest.approx(_softplus(0) + _softplus(-2))
     assert ragan_g_loss(real, fake, **pools).item() == pytest.approx(_softplus(0) + _softplus(2))
+
+
+def test_vanilla_gan_losses_hand_values() -> None:
+    real = torch.tensor([1.0, 3.0])
+    fake = torch.tensor([0.0, 2.0])
+    # D: real labelled 1 -> mean(-log sigmoid(real)); fake labelled 0 -> mean(-log(1 - sigmoid(fake))).
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected_d = (
+        -(math.log(sig(1)) + math.log(sig(3))) / 2 - (math.log(1 - sig(0)) + math.log(1 - sig(2))) / 2
+    )
+    expected_g = -(math.log(sig(0)) + math.log(sig(2))) / 2  # G: its fakes labelled real
+    assert expected_d == pytest.approx((_softplus(-1) + _softplus(-3) + _softplus(0) + _softplus(2)) / 2)
+    assert vanilla_d_loss(real, fake).item() == pytest.approx(expected_d, rel=1e-6)
+    assert vanilla_g_loss(fake).item() == pytest.approx(expected_g, rel=1e-6)
+    assert vanilla_d_loss(real, fake).item() == pytest.approx(1.5909621, rel=1e-6)
+    assert vanilla_g_loss(fake).item() == pytest.approx(0.4100376, rel=1e-6)
+    assert gan_d_loss("vanilla", real, fake).item() == pytest.approx(expected_d, rel=1e-6)
+    assert gan_g_loss("vanilla", None, fake).item() == pytest.approx(expected_g, rel=1e-6)
+    assert gan_d_loss("ragan", real, fake).item() == pytest.approx(0.8200755, rel=1e-6)
+    assert gan_g_loss("ragan", real, fake).item() == pytest.approx(2.8200755, rel=1e-6)
+
+
+def test_vanilla_gan_losses_are_stable_and_push_the_right_way() -> None:
+    real = torch.tensor([[1e4], [-1e4]], requires_grad=True)
+    fake = torch.tensor([[-1e4], [3e4]], requires_grad=True)
+    assert torch.isfinite(vanilla_d_loss(real, fake)) and torch.isfinite(vanilla_g_loss(fake))
+    real, fake = torch.zeros(4, 1, requires_grad=True), torch.zeros(4, 1, requires_grad=True)
+    gr, gf = torch.autograd.grad(vanilla_d_loss(real, fake), (real, fake))
+    assert (gr < 0).all() and (gf > 0).all()  # D raises real logits, lowers fake ones
+    (gf,) = torch.autograd.grad(vanilla_g_loss(fake), (fake,))
+    assert (gf < 0).all()  # G raises the logits of its fakes
+
+
+@pytest.mark.parametrize("kind", ["ragan", "vanilla"])
+def test_gan_losses_take_per_pixel_logit_maps_as_one_logit_per_pixel(kind: str) -> None:
+    # A U-Net D's (N, 1, H, W) map: every pixel is one logit, so the loss equals that of the flat list.
+    real = torch.randn(2, 1, 4, 4, requires_grad=True)
+    fake = torch.randn(2, 1, 4, 4, requires_grad=True)
+    flat_r, flat_f = real.detach().flatten(), fake.detach().flatten()
+    torch.testing.assert_close(gan_d_loss(kind, real, fake), gan_d_loss(kind, flat_r, flat_f))
+    torch.testing.assert_close(gan_g_loss(kind, real, fake), gan_g_loss(kind, flat_r, flat_f))
+    gr, gf = torch.autograd.grad(gan_d_loss(kind, real, fake), (real, fake))
+    assert gr.shape == real.shape and (gr != 0).all() and (gf != 0).all()  # every pixel is judged
+    # Hand value for vanilla with constant maps: BCE of 0 against 1 and 0 is ln 2 each.
+    zeros = torch.zeros(2, 1, 4, 4)
+    if kind == "vanilla":
+        assert gan_d_loss(kind, zeros, zeros).item() == pytest.approx(2 * math.log(2))
+        assert gan_g_loss(kind, None, zeros).item() == pytest.approx(math.log(2))
+
+
+def test_gan_loss_names_are_checked() -> None:
+    x = torch.zeros(2)
+    unknown: Any = "wgan"
+    with pytest.raises(ValueError, match="wgan"):
+        gan_d_loss(unknown, x, x)
+    with pytest.raises(ValueError, match="wgan"):
+        gan_g_loss(unknown, x, x)
+    with pytest.raises(ValueError, match="real logits"):
+        gan_g_loss("ragan", None, x)
+
+
+# Real-ESRGAN's perceptual_opt for VGG19 (BasicSR's PerceptualLoss): these layers before activation,
+# ImageNet input normalisation, L1, the weighted sum not divided by the weights' total.
+REAL_ESRGAN_LAYER_WEIGHTS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+# Indices of those layers in torchvision's vgg19().features.
+TORCHVISION_VGG19_INDEX = {"conv1_2": 2, "conv2_2": 7, "conv3_4": 16, "conv4_4": 25, "conv5_4": 34}
+
+
+def test_real_esrgans_vgg19_perceptual_loss_is_expressible_and_matches_a_hand_computation(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import save_file
+
+    from esrgan.training import load_config
+    from esrgan.training.distributed import DistInfo
+    from esrgan.training.runtime import Runtime
+    from esrgan.training.stage import build_losses
+
+    # Random VGG19 weights in torchvision's layout (offline: the real file would be downloaded).
+    vgg = VGGFeatureExtractor(arch="vgg19", layers=("conv5_4",), use_input_norm=False)
+    save_file({k: v.contiguous() for k, v in vgg.state_dict().items()}, tmp_path / "vgg19.safetensors")
+    layer_weights = "{" + ", ".join(f"{k}: {v}" for k, v in REAL_ESRGAN_LAYER_WEIGHTS.items()) + "}"
+    cfg = load_config(
+        None,
+        [f"perceptual_loss.layer_weights={layer_weights}", "perceptual_loss.arch=vgg19",
+         f"perceptual_loss.weights={tmp_path / 'vgg19.safetensors'}", "device=cpu"],
+    )  # fmt: skip
+    pl = cfg.perceptual_loss
+    assert (pl.normalize_input, pl.normalize_loss, pl.criterion, pl.feature_norm) == (
+        True,
+        False,
+        "l1",
+        "none",
+    )
+    rt = Runtime(
+        device=torch.device("cpu"), dist=DistInfo(), amp_dtype=None, memory_format=torch.contiguous_format
+    )
+    loss = build_losses(cfg, rt, progress=False).perceptual
+
+    sr, hr = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def features(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x, out = (x - mean) / std, {}
+        wanted = {i: name for name, i in TORCHVISION_VGG19_INDEX.items()}
+        for i, module in enumerate(vgg.features):
+            x = module(x)
+            if i in wanted:
+                out[wanted[i]] = x
+        return out
+
+    with torch.no_grad():
+        fs, fh = features(sr), features(hr)
+    assert all((fs[k] < 0).any() for k in fs)  # before activation
+    expected = sum(w * (fs[k] - fh[k]).abs().mean() for k, w in REAL_ESRGAN_LAYER_WEIGHTS.items())
+    assert loss(sr, hr).item() == pytest.approx(float(expected), rel=1e-5)

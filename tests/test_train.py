@@ -310,6 +310,47 @@ def test_r1_penalty_is_applied_and_logged(shared: Path, tmp_path: Path) -> None:
     assert any(not torch.equal(off[k], on[k]) for k in off)
 
 
+def test_unet_discriminator_with_vanilla_gan_loss_trains_checkpoints_and_resumes_exactly(
+    shared: Path, tmp_path: Path
+) -> None:
+    """Real-ESRGAN's D and GAN loss through `esrgan train`: logged losses, its keys in the checkpoint, and
+    a run stopped between checkpoints (after one GAN iteration) resumes to the uninterrupted weights."""
+    from esrgan.cli import app
+
+    over = [
+        *tiny_overrides(shared), "pretraining.total_iters=2", "model.discriminator=unet",
+        "training.gan_loss=vanilla", "unet_discriminator.num_feat=8", "logging.log_every=1",
+    ]  # fmt: skip
+    runner = CliRunner()
+    base = ["train", str(CONFIGS / "smoke.yaml"), "--no-progress", *over]
+    res = runner.invoke(app, [*base, "--run-dir", str(tmp_path / "whole")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*base, "--run-dir", str(tmp_path / "split"), "--stop-after", "3"])
+    assert res.exit_code == 0 and "stopped at gan iteration 1" in res.output, res.output
+    res = runner.invoke(app, [*base, "--run-dir", str(tmp_path / "split"), "--resume"])
+    assert res.exit_code == 0, res.output
+
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    logged = [r for r in _records(whole) if r["stage"] == "gan" and r["split"] == "train"]
+    assert [r["iter"] for r in logged] == [1, 2, 3, 4]
+    assert all({"g_adversarial", "d_loss", "content", "perceptual"} <= r.keys() for r in logged)
+    assert all(r["d_loss"] > 0 and r["g_adversarial"] > 0 for r in logged)
+    a = load_checkpoint(whole / "checkpoints" / "gan_00000004.pt")
+    b = load_checkpoint(split / "checkpoints" / "gan_00000004.pt")
+    assert a.config["model"]["discriminator"] == "unet" and a.config["training"]["gan_loss"] == "vanilla"
+    assert a.discriminator is not None and b.discriminator is not None
+    assert {"conv1.weight_orig", "conv1.weight_u", "conv1.weight_v", "conv9.bias"} <= set(a.discriminator)
+    assert a.discriminator.keys() == b.discriminator.keys()
+    for k in a.discriminator:  # spectral norm's u and v included: they move with every forward
+        assert torch.equal(a.discriminator[k], b.discriminator[k]), k
+    for name in ("gan_g", "gan_g_ema", "interp_alpha0.8"):
+        wa, wb = (
+            load_file(whole / "weights" / f"{name}.safetensors"),
+            load_file(split / "weights" / f"{name}.safetensors"),
+        )
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+
+
 @pytest.mark.filterwarnings("ignore:.*emulated")
 # A step that GradScaler skips for an overflow still steps the iteration-based schedule, which torch flags.
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")

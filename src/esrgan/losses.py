@@ -1,4 +1,4 @@
-"""Training losses: content (L1/L2), VGG perceptual, relativistic average GAN (ESRGAN).
+"""Training losses: content (L1/L2), VGG perceptual, GAN: relativistic average (ESRGAN) or vanilla.
 
 Formulas follow the ESRGAN paper and the seed project's review:
 
@@ -6,6 +6,10 @@ Formulas follow the ESRGAN paper and the seed project's review:
 - ``L_G^Ra = -E_xr[log(1 - D(xr, xf))] - E_xf[log D(xf, xr)]``
 - ``D(a, b) = sigmoid(C(a) - E[C(b)])`` with ``C`` the raw discriminator logit,
 - ``L_G = w_percep * L_percep + lambda * L_G^Ra + eta * L_content`` (lambda 5e-3, eta 1e-2).
+
+The vanilla GAN loss (Real-ESRGAN's) is the plain cross-entropy with real labelled 1 and fake 0:
+``L_D = -E_xr[log sigmoid(C(xr))] - E_xf[log(1 - sigmoid(C(xf)))]``, ``L_G = -E_xf[log sigmoid(C(xf))]``.
+Either works on one logit per image or on a per-pixel logit map (U-Net D): means run over every logit.
 
 The sigmoid/log pairs are evaluated with ``binary_cross_entropy_with_logits`` (log-sum-exp form), so large
 logits do not overflow.
@@ -30,6 +34,8 @@ from esrgan.weights.io import load_tensor_file
 
 Criterion = Literal["l1", "l2"]
 FeatureNorm = Literal["none", "channel"]
+GanLoss = Literal["ragan", "vanilla"]
+GAN_LOSSES: tuple[GanLoss, ...] = ("ragan", "vanilla")
 _StateDictT = TypeVar("_StateDictT", bound=dict[str, Any])
 
 # torchvision's published ImageNet VGG weights; the 8 hex digits are the sha256 prefix (torch.hub style).
@@ -194,6 +200,54 @@ def ragan_g_loss(
     ) + F.binary_cross_entropy_with_logits(rel_fake, torch.ones_like(rel_fake))
 
 
+def vanilla_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator vanilla GAN loss: BCE of real logits against 1 plus BCE of fake logits against 0."""
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def vanilla_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator vanilla (non-saturating) GAN loss: BCE of the fake logits against the real label 1."""
+    fake_logits = fake_logits.float()
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def gan_d_loss(
+    kind: GanLoss,
+    real_logits: torch.Tensor,
+    fake_logits: torch.Tensor,
+    *,
+    real_pool: torch.Tensor | None = None,
+    fake_pool: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """D's loss of ``kind``; the pools (global-batch logits for the RaGAN means) matter to ``ragan`` only."""
+    if kind == "ragan":
+        return ragan_d_loss(real_logits, fake_logits, real_pool=real_pool, fake_pool=fake_pool)
+    if kind == "vanilla":
+        return vanilla_d_loss(real_logits, fake_logits)
+    raise ValueError(f"unknown GAN loss {kind!r}: use one of {list(GAN_LOSSES)}")
+
+
+def gan_g_loss(
+    kind: GanLoss,
+    real_logits: torch.Tensor | None,
+    fake_logits: torch.Tensor,
+    *,
+    real_pool: torch.Tensor | None = None,
+    fake_pool: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """G's adversarial loss of ``kind``; ``ragan`` needs D's logits on real images, ``vanilla`` does not."""
+    if kind == "ragan":
+        if real_logits is None:
+            raise ValueError("the ragan generator loss needs the real logits")
+        return ragan_g_loss(real_logits, fake_logits, real_pool=real_pool, fake_pool=fake_pool)
+    if kind == "vanilla":
+        return vanilla_g_loss(fake_logits)
+    raise ValueError(f"unknown GAN loss {kind!r}: use one of {list(GAN_LOSSES)}")
+
+
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
     """R1 gradient penalty (Mescheder et al. 2018): the batch mean of ``||grad_x C(x)||^2`` at real images.
 
@@ -226,7 +280,7 @@ def generator_total_loss(
     content: torch.Tensor,
     weights: GeneratorLossWeights,
 ) -> torch.Tensor:
-    """``L_G = w_p * L_percep + lambda * L_G^Ra + eta * L_content``."""
+    """``L_G = w_p * L_percep + lambda * L_G^adv + eta * L_content`` (``L_G^adv``: RaGAN or vanilla)."""
     return weights.perceptual * perceptual + weights.adversarial * adversarial + weights.content * content
 
 

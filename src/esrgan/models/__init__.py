@@ -1,7 +1,8 @@
-"""Networks: the RRDBNet generator, the VGG-style discriminator and VGG feature extractors."""
+"""Networks: the RRDBNet generator, the VGG-style and U-Net discriminators and VGG feature extractors."""
 
 from esrgan.models.discriminator import VGGStyleDiscriminator
 from esrgan.models.rrdbnet import RRDB, SUPPORTED_SCALES, ResidualDenseBlock, RRDBNet, RRDBNetConfig
+from esrgan.models.unet_discriminator import SpectralNormConv2d, UNetDiscriminatorSN
 from esrgan.models.vgg import VGGFeatureExtractor, vgg_layer_names
 
 __all__ = [
@@ -10,6 +11,8 @@ __all__ = [
     "RRDBNet",
     "RRDBNetConfig",
     "ResidualDenseBlock",
+    "SpectralNormConv2d",
+    "UNetDiscriminatorSN",
     "VGGFeatureExtractor",
     "VGGStyleDiscriminator",
     "vgg_layer_names",

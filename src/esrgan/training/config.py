@@ -21,9 +21,15 @@ from typing import Any, Literal
 
 from esrgan.data.degradation_config import DegradationConfig
 from esrgan.device import PRECISION_NAMES
+from esrgan.losses import GanLoss
 from esrgan.models import vgg_layer_names
 from esrgan.training.config_checks import ConfigError, at_least, fail, require
-from esrgan.training.config_models import DiscriminatorConfig, GeneratorConfig, ModelConfig
+from esrgan.training.config_models import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    ModelConfig,
+    UNetDiscriminatorConfig,
+)
 
 StageName = Literal["pretrain", "gan"]
 STAGES: tuple[StageName, ...] = ("pretrain", "gan")
@@ -47,6 +53,7 @@ __all__ = [
     "StageConfig",
     "StageName",
     "TrainingConfig",
+    "UNetDiscriminatorConfig",
     "ValidationConfig",
 ]
 
@@ -127,8 +134,11 @@ class TrainingConfig(StageConfig):
     """Iterations at which the discriminator's learning rate is multiplied by ``d_sched_gamma``."""
     d_sched_gamma: float = 0.5
     """Discriminator MultiStepLR factor."""
+    gan_loss: GanLoss = "ragan"
+    """Adversarial loss of G and D: ``ragan`` (ESRGAN's relativistic average) or ``vanilla`` (Real-ESRGAN's
+    plain cross-entropy, real 1 / fake 0; Real-ESRGAN weights it 0.1 in G's loss)."""
     g_adversarial_loss_scaling: float = 0.005
-    """lambda: weight of the relativistic adversarial loss in G's loss."""
+    """lambda: weight of the adversarial loss in G's loss."""
     g_content_loss_scaling: float = 0.01
     """eta: weight of the content (pixel) loss in G's loss."""
     g_perceptual_loss_scaling: float = 1.0
@@ -352,7 +362,9 @@ class Config:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     """G's architecture; release weights carry it as metadata, so ``esrgan upscale`` needs no config."""
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    """D's architecture (stage 2 only)."""
+    """The VGG-style D's architecture (stage 2, ``model.discriminator: vgg``)."""
+    unet_discriminator: UNetDiscriminatorConfig = field(default_factory=UNetDiscriminatorConfig)
+    """The U-Net D's size (stage 2, ``model.discriminator: unet``)."""
     content_loss: ContentLossConfig = field(default_factory=ContentLossConfig)
     """Pixel loss: stage 1's objective, eta-weighted in stage 2, and reported in validation."""
     perceptual_loss: PerceptualLossConfig = field(default_factory=PerceptualLossConfig)
@@ -383,6 +395,8 @@ class Config:
         for section in ("pretraining", "training"):
             if getattr(self, section).cr_patch_size[0] % self.scale_factor:
                 fail(f"{section}.cr_patch_size", f"must be a multiple of scale_factor {self.scale_factor}")
+        if self.model.discriminator == "unet" and self.training.cr_patch_size[0] % 8:
+            fail("training.cr_patch_size", "must be a multiple of 8 for the U-Net discriminator")
         crop = self.data.val_crop
         if crop is not None and (crop < 1 or crop % self.scale_factor):
             fail("data.val_crop", f"must be a positive multiple of scale_factor, got {crop}")

@@ -8,7 +8,7 @@ from typing import Literal
 from esrgan.training.config_checks import at_least, fail
 
 GeneratorArch = Literal["rrdbnet"]
-DiscriminatorArch = Literal["vgg"]
+DiscriminatorArch = Literal["vgg", "unet"]
 
 
 @dataclass(kw_only=True)
@@ -18,7 +18,9 @@ class ModelConfig:
     arch: GeneratorArch = "rrdbnet"
     """Generator: ``rrdbnet`` (ESRGAN's RRDBNet, sized by the ``generator`` section)."""
     discriminator: DiscriminatorArch = "vgg"
-    """Discriminator of stage 2: ``vgg`` (ESRGAN's VGG-style classifier, sized by ``discriminator``)."""
+    """Discriminator of stage 2: ``vgg`` (ESRGAN's VGG-style classifier, one logit per image, sized by
+    ``discriminator``) or ``unet`` (Real-ESRGAN's U-Net with spectral norm, one logit per pixel, sized by
+    ``unet_discriminator``; GAN patches must be multiples of 8)."""
 
 
 @dataclass(kw_only=True)
@@ -62,3 +64,17 @@ class DiscriminatorConfig:
         if any(c < 1 for c in self.fc_features):
             fail("fc_features", "must be positive")
         at_least(self, 1, "pool_size")
+
+
+@dataclass(kw_only=True)
+class UNetDiscriminatorConfig:
+    """Real-ESRGAN's ``UNetDiscriminatorSN`` (used when ``model.discriminator`` is ``unet``)."""
+
+    num_feat: int = 64
+    """Channels of the first level; the deeper levels have 2x, 4x and 8x as many (Real-ESRGAN: 64)."""
+    skip_connection: bool = True
+    """Add each downsampling level's features to the upsampling level of the same size (Real-ESRGAN:
+    true)."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "num_feat")

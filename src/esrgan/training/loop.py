@@ -280,8 +280,7 @@ def _loop(run: _Run, s: Stage, loader: DataLoader[Any], validator: Validator) ->
                 )
                 return False
 
-            lr, hr = rt.batch(next(batches))
-            result = train_step(s, lr, hr, losses=run.losses, rt=rt)
+            result = train_step(s, rt.batch(next(batches)), losses=run.losses, rt=rt)
             s.iteration += 1
             run.iters_run += 1
             lrs = s.learning_rates()  # the rates this iteration used, before the schedulers move on

@@ -22,6 +22,26 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrainBatch:
+    """One training mini-batch on the device."""
+
+    lr: torch.Tensor
+    hr: torch.Tensor
+    """Ground truth; what D sees as real."""
+    hr_usm: torch.Tensor | None = None
+    """Unsharp-masked ground truth, when the data layer provides it (Real-ESRGAN's ``gt_usm``)."""
+
+    @property
+    def target(self) -> torch.Tensor:
+        """What the pixel and perceptual losses pull SR towards: ``hr_usm`` when present, else ``hr``.
+
+        As Real-ESRGAN trains (l1_gt_usm and percep_gt_usm true, gan_gt_usm false): the content losses
+        get the sharper target, D's real images stay the photos as they are (``hr``).
+        """
+        return self.hr if self.hr_usm is None else self.hr_usm
+
+
+@dataclass(frozen=True, kw_only=True)
 class Runtime:
     """The run's device, process group and numeric choices; every stage and step reads them from here."""
 
@@ -51,13 +71,20 @@ class Runtime:
         # torch's stubs lack Module.to's memory_format keyword.
         return module.to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
 
-    def batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A loader batch's (LR, HR) on the device in the run's memory format."""
+    def batch(self, batch: dict[str, torch.Tensor]) -> TrainBatch:
+        """A loader batch's LR, HR (and ``hr_usm`` when present) on the device in the run's memory format."""
+        usm = batch.get("hr_usm")
+        if usm is not None and usm.shape != batch["hr"].shape:
+            raise TrainingError(
+                f"batch: hr_usm has shape {tuple(usm.shape)} but hr has {tuple(batch['hr'].shape)}"
+            )
         nb = self.device.type == "cuda"
-        mf = self.memory_format
-        return (
-            batch["lr"].to(self.device, non_blocking=nb, memory_format=mf),
-            batch["hr"].to(self.device, non_blocking=nb, memory_format=mf),
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(self.device, non_blocking=nb, memory_format=self.memory_format)
+
+        return TrainBatch(
+            lr=move(batch["lr"]), hr=move(batch["hr"]), hr_usm=None if usm is None else move(usm)
         )
 
     def wrap(self, model: nn.Module) -> nn.Module:

@@ -19,9 +19,9 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR
 from torch.utils.data import DataLoader, Dataset
 
 from esrgan.data import AugmentConfig, make_train_dataset, make_val_dataset
-from esrgan.losses import ContentLoss, GeneratorLossWeights, PerceptualLoss, build_perceptual_loss
+from esrgan.losses import ContentLoss, GanLoss, GeneratorLossWeights, PerceptualLoss, build_perceptual_loss
 from esrgan.metrics import LPIPS
-from esrgan.models import RRDBNet, VGGStyleDiscriminator
+from esrgan.models import RRDBNet, UNetDiscriminatorSN, VGGStyleDiscriminator
 from esrgan.training import distributed as ddp
 from esrgan.training.checkpoint import TrainingState, restore_state
 from esrgan.training.config import Config, StageName
@@ -88,6 +88,8 @@ class Losses:
     """lambda/eta and the perceptual weight of G's GAN-stage loss."""
     r1_weight: float = 0.0
     """gamma of D's R1 penalty (0: off)."""
+    gan_loss: GanLoss = "ragan"
+    """Adversarial loss of G and D."""
 
 
 def build_losses(cfg: Config, rt: Runtime, *, progress: bool) -> Losses:
@@ -112,6 +114,7 @@ def build_losses(cfg: Config, rt: Runtime, *, progress: bool) -> Losses:
             content=t.g_content_loss_scaling,
         ),
         r1_weight=t.d_r1_weight,
+        gan_loss=t.gan_loss,
     )
 
 
@@ -262,10 +265,16 @@ def _g_scheduler(cfg: Config, stage: StageName, opt: Optimizer, total: int) -> L
 
 def _discriminator(cfg: Config, rt: Runtime) -> GanParts:
     torch.manual_seed(cfg.seed + 1)
-    dc, t = cfg.discriminator, cfg.training
-    d: nn.Module = VGGStyleDiscriminator(
-        in_ch=cfg.img_channels, channels=dc.vgg_blk_ch, hidden=dc.fc_features, pool_size=dc.pool_size
-    )
+    dc, uc, t = cfg.discriminator, cfg.unet_discriminator, cfg.training
+    d: nn.Module
+    if cfg.model.discriminator == "unet":
+        d = UNetDiscriminatorSN(
+            num_in_ch=cfg.img_channels, num_feat=uc.num_feat, skip_connection=uc.skip_connection
+        )
+    else:
+        d = VGGStyleDiscriminator(
+            in_ch=cfg.img_channels, channels=dc.vgg_blk_ch, hidden=dc.fc_features, pool_size=dc.pool_size
+        )
     if rt.dist.enabled and rt.device.type == "cuda":
         d = nn.SyncBatchNorm.convert_sync_batchnorm(d)
     d = rt.place(d).train()

@@ -1,9 +1,11 @@
 """One optimisation step of each stage, on one mini-batch already on the device.
 
 Stage 1 updates G with the content loss. The GAN stage first updates G with D frozen (perceptual +
-lambda * RaGAN + eta * content; gradients reach G through D's input only), then D on the same batch with
-G's output detached. A step whose loss is not finite on any process is skipped on all of them: nothing
-is applied, and the loop counts the streak.
+lambda * adversarial (RaGAN or vanilla) + eta * content; gradients reach G through D's input only), then
+D on the same batch with G's output detached. The content and perceptual losses compare SR with the
+batch's ``target`` (the sharpened ``hr_usm`` when the data provides it), D's real images are always ``hr``.
+A step whose loss is not finite on any process is skipped on all of them: nothing is applied, and the
+loop counts the streak.
 
 Under DDP, G is wrapped (``stage.g_train``); D is used in two phases and called twice per backward, which
 DDP's reducer does not model, so D's gradients and BatchNorm statistics are averaged explicitly, and the
@@ -16,9 +18,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from esrgan.losses import generator_total_loss, r1_penalty, ragan_d_loss, ragan_g_loss
+from esrgan.losses import GanLoss, gan_d_loss, gan_g_loss, generator_total_loss, r1_penalty
 from esrgan.training import distributed as ddp
-from esrgan.training.runtime import Runtime
+from esrgan.training.runtime import Runtime, TrainBatch
 from esrgan.training.stage import GanParts, Losses, Stage
 
 
@@ -30,18 +32,18 @@ class StepResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def train_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime) -> StepResult:
+def train_step(s: Stage, batch: TrainBatch, *, losses: Losses, rt: Runtime) -> StepResult:
     """The stage's step: ``pretrain_step``, or ``gan_step`` when the stage has a discriminator."""
     if s.gan is None:
-        return pretrain_step(s, lr, hr, losses=losses, rt=rt)
-    return gan_step(s, s.gan, lr, hr, losses=losses, rt=rt)
+        return pretrain_step(s, batch, losses=losses, rt=rt)
+    return gan_step(s, s.gan, batch, losses=losses, rt=rt)
 
 
-def pretrain_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime) -> StepResult:
+def pretrain_step(s: Stage, batch: TrainBatch, *, losses: Losses, rt: Runtime) -> StepResult:
     """Stage 1: G on the content loss alone."""
     with rt.autocast():
-        sr = s.g_train(lr)
-    l_content = losses.content(sr, hr)
+        sr = s.g_train(batch.lr)
+    l_content = losses.content(sr, batch.target)
     bad = _nonfinite({"content": l_content}, rt)
     s.opt_g.zero_grad(set_to_none=True)
     if bad:
@@ -50,21 +52,20 @@ def pretrain_step(s: Stage, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losse
     return StepResult(logs={"content": l_content.item()})
 
 
-def gan_step(
-    s: Stage, gan: GanParts, lr: torch.Tensor, hr: torch.Tensor, *, losses: Losses, rt: Runtime
-) -> StepResult:
+def gan_step(s: Stage, gan: GanParts, batch: TrainBatch, *, losses: Losses, rt: Runtime) -> StepResult:
     """Stage 2: G with D frozen, then D on the same batch with G's output detached (BasicSR's order)."""
+    hr, kind = batch.hr, losses.gan_loss
     # 1) G with D frozen: gradients reach G through D's input only.
     gan.d.requires_grad_(False)
     with rt.autocast():
-        sr = s.g_train(lr)
+        sr = s.g_train(batch.lr)
         fake = gan.d(sr)
-        real = gan.d(hr).detach()
+        real = gan.d(hr).detach() if kind == "ragan" else None  # vanilla G loss never looks at real images
     terms = {
-        "content": losses.content(sr, hr),
-        "perceptual": losses.perceptual(sr, hr),
-        "g_adversarial": ragan_g_loss(
-            real, fake, real_pool=ddp.gather_batch(real, rt.dist), fake_pool=ddp.gather_batch(fake, rt.dist)
+        "content": losses.content(sr, batch.target),
+        "perceptual": losses.perceptual(sr, batch.target),
+        "g_adversarial": gan_g_loss(
+            kind, real, fake, real_pool=_pool(real, kind, rt), fake_pool=_pool(fake, kind, rt)
         ),
     }
     terms["g_total"] = generator_total_loss(
@@ -85,11 +86,8 @@ def gan_step(
     with rt.autocast():
         real_d = gan.d(real_in)
         fake_d = gan.d(sr.detach())
-    l_d = ragan_d_loss(
-        real_d,
-        fake_d,
-        real_pool=ddp.gather_batch(real_d, rt.dist),
-        fake_pool=ddp.gather_batch(fake_d, rt.dist),
+    l_d = gan_d_loss(
+        kind, real_d, fake_d, real_pool=_pool(real_d, kind, rt), fake_pool=_pool(fake_d, kind, rt)
     )
     d_terms = {"d_loss": l_d}
     scale = float(gan.scaler.get_scale()) if gan.scaler.is_enabled() else 1.0
@@ -115,6 +113,11 @@ def gan_step(
     logs.update({k: v.item() for k, v in d_terms.items()})
     logs.update(d_real=real_d.float().mean().item(), d_fake=fake_d.float().mean().item())
     return StepResult(logs=logs)
+
+
+def _pool(logits: torch.Tensor | None, kind: GanLoss, rt: Runtime) -> torch.Tensor | None:
+    """The global batch's logits, whose mean RaGAN compares with; other losses need none."""
+    return ddp.gather_batch(logits, rt.dist) if logits is not None and kind == "ragan" else None
 
 
 def _update_g(s: Stage, loss: torch.Tensor) -> None:
