@@ -19,11 +19,13 @@ from esrgan.training.checkpoint import CheckpointError, list_checkpoints, load_c
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRETRAIN, GAN = 6, 4
-# Resume-file format 1 as the trainer has written it since the first release: these keys, in this order.
+# Resume-file format 1 as the trainer has written it since the first release: these keys, in this order,
+# then "pool" (added with the training-pair pool; older files without it still load, and older readers
+# ignore it).
 FORMAT_1_KEYS = [
     "format", "stage", "iteration", "total", "generator_config", "generator", "ema", "ema_updates",
     "discriminator", "optim_g", "sched_g", "scaler_g", "optim_d", "sched_d", "scaler_d", "rng", "best",
-    "nonfinite_streak", "psnr_weights", "log_offset", "config",
+    "nonfinite_streak", "psnr_weights", "log_offset", "config", "pool",
 ]  # fmt: skip
 
 

@@ -75,6 +75,8 @@ class TrainingState:
     log_offset: int
     """Iterations of the pretrain stage, to put GAN steps after them on one log axis."""
     config: dict[str, Any]
+    pool: dict[str, Any] | None = None
+    """The training-pair pool (``degradation.pool_size``), when there is one."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,7 +96,7 @@ class TrainingState:
         optional = {
             "ema": None, "ema_updates": raw["iteration"], "discriminator": None, "scaler_g": None,
             "optim_d": None, "sched_d": None, "scaler_d": None, "best": {}, "nonfinite_streak": 0,
-            "psnr_weights": None, "log_offset": 0, "config": {},
+            "psnr_weights": None, "log_offset": 0, "config": {}, "pool": None,
         }  # fmt: skip
         values = {**optional, **{k: v for k, v in raw.items() if k != "format"}}
         names = [f.name for f in dataclasses.fields(cls)]
@@ -128,6 +130,7 @@ def capture_state(s: Stage, *, config: Config, log_offset: int) -> TrainingState
         psnr_weights=s.psnr_weights,
         log_offset=log_offset,
         config=config.to_dict(),
+        pool=s.pool.state_dict() if s.pool is not None else None,
     )
 
 
@@ -154,6 +157,11 @@ def restore_state(s: Stage, state: TrainingState) -> None:
                 s.gan.scaler.load_state_dict(state.scaler_d)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise TrainingError(f"checkpoint does not match this config ({str(exc).splitlines()[0]})") from exc
+    if s.pool is not None and state.pool is not None:
+        try:
+            s.pool.load_state_dict(state.pool)
+        except (KeyError, ValueError) as exc:
+            raise TrainingError(f"checkpoint does not match this config ({exc})") from exc
     s.iteration = int(state.iteration)
     s.best = Best.from_dict(state.best or {})
     s.nonfinite_streak = int(state.nonfinite_streak)

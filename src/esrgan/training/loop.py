@@ -280,7 +280,10 @@ def _loop(run: _Run, s: Stage, loader: DataLoader[Any], validator: Validator) ->
                 )
                 return False
 
-            result = train_step(s, rt.batch(next(batches)), losses=run.losses, rt=rt)
+            batch = next(batches)
+            if s.pool is not None:
+                batch = s.pool(batch, iteration=s.iteration)
+            result = train_step(s, rt.batch(batch), losses=run.losses, rt=rt)
             s.iteration += 1
             run.iters_run += 1
             lrs = s.learning_rates()  # the rates this iteration used, before the schedulers move on

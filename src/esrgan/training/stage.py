@@ -27,6 +27,7 @@ from esrgan.training.checkpoint import TrainingState, restore_state
 from esrgan.training.config import Config, StageName
 from esrgan.training.ema import ModelEMA
 from esrgan.training.errors import TrainingError
+from esrgan.training.pool import PairPool
 from esrgan.training.runtime import Runtime
 from esrgan.training.sampling import IterationBatchSampler, SeededItems, iters_per_epoch
 from esrgan.training.validation import Best
@@ -65,6 +66,8 @@ class Stage:
     best: Best | None = None
     nonfinite_streak: int = 0
     """Consecutive skipped steps."""
+    pool: PairPool | None = None
+    """Training-pair pool that mixes degradations across iterations (``degradation.pool_size``)."""
 
     def learning_rates(self) -> dict[str, float]:
         lrs = {"lr_g": float(self.opt_g.param_groups[0]["lr"])}
@@ -233,6 +236,7 @@ def build_stage(
     )  # fmt: skip
     if stage == "gan":
         s.gan = _discriminator(cfg, rt)
+    s.pool = _pool(cfg, rt)
     if state is not None:
         restore_state(s, state)
     else:  # every process starts from rank 0's networks
@@ -243,6 +247,17 @@ def build_stage(
             s.ema = ModelEMA(s.g, decay=cfg.ema.decay)
     s.g_train = rt.wrap(s.g)
     return s
+
+
+def _pool(cfg: Config, rt: Runtime) -> PairPool | None:
+    """Each process's share of ``degradation.pool_size`` (real-world degradations only)."""
+    size = cfg.degradation.pool_size
+    if cfg.data.degradation != "realesrgan" or size == 0:
+        return None
+    local = cfg.batch_size // rt.dist.world_size
+    if size % cfg.batch_size:
+        raise TrainingError(f"degradation.pool_size: {size} is not a multiple of batch_size {cfg.batch_size}")
+    return PairPool(size=size // rt.dist.world_size, batch_size=local, seed=cfg.seed * 1009 + rt.dist.rank)
 
 
 def stage_length(cfg: Config, stage: StageName, num_items: int) -> int:
