@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from _weights_fixtures import psnr, textured_image
 from esrgan.cli import app
 from esrgan.inference import Upscaler
-from esrgan.inference.export import export_and_check
+from esrgan.inference.export_check import export_and_check
 from esrgan.inference.int8 import (
     KNOWN_DROPS,
     Int8Drop,
