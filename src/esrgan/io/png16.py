@@ -4,8 +4,9 @@ grey+alpha PNGs as 8 bits and writes no 16-bit colour PNG.
 Given a file as it comes, libpng would decode a size that no pixel limit checked (a second header),
 inflate every byte of a zlib bomb and print its diagnostics on stderr. So `decode_png16` hands it a
 canonical file instead: the first header, validated and checked against the pixel limit before anything
-is decompressed, then the image data inflated no further than that header says, each scanline's filter
-type checked, stored as one uncompressed block. Ancillary chunks (ICC profile, EXIF) are Pillow's job.
+is decompressed, then the image data inflated no further than that header says and each scanline's
+filter type checked; data that goes on past the image (a bomb) is replaced by the image's bytes, stored.
+Ancillary chunks (ICC profile, EXIF) are Pillow's job.
 
 `encode_png16` leaves the pixels to OpenCV and adds the ICC profile itself: libpng refuses a profile it
 judges inconsistent (a damaged one carried over from an input) with a failed write and a stderr line,
@@ -82,32 +83,39 @@ def _canonical(data: bytes, max_pixels: int | None) -> tuple[bytes, int, int, in
             row_bytes.append((h, 1 + w * 2 * channels))
     expected = sum(h * n for h, n in row_bytes)
     raw = bytearray()
+    payloads = []  # the file's IDAT chunks, and how many of them were inflated
+    inflated = 0
     inflate = zlib.decompressobj()
     try:
         for kind, payload in chunks:
             if kind == b"IHDR":  # Pillow takes the last one before the data as the size: be strict
                 raise ValueError("more than one PNG header")
-            if kind == b"IDAT" and len(raw) < expected:
-                raw += inflate.decompress(inflate.unconsumed_tail + payload, expected - len(raw))
+            if kind == b"IDAT":
+                payloads.append(payload)
+                if len(raw) < expected:
+                    raw += inflate.decompress(inflate.unconsumed_tail + payload, expected - len(raw))
+                    inflated = len(payloads)
+        if len(raw) < expected:
+            raise ValueError(f"image data is shorter than the header says ({len(raw)} of {expected} bytes)")
+        # Whether the stream ends with the image: then libpng gets the file's own data, else (more data
+        # than the image, e.g. a zlib bomb) the image's bytes alone, stored.
+        rest = inflate.unconsumed_tail + b"".join(payloads[inflated:])
+        ends = not inflate.decompress(rest, 1) and inflate.eof and not inflate.unused_data
     except zlib.error as e:
         raise ValueError(f"corrupt compressed image data ({e})") from None
-    if len(raw) < expected:
-        raise ValueError(f"image data is shorter than the header says ({len(raw)} of {expected} bytes)")
     pos = 0
     for h, n in row_bytes:
         kinds = np.frombuffer(raw, np.uint8, count=h * n, offset=pos)[::n]
         if int(kinds.max()) > 4:
             raise ValueError(f"unknown PNG filter type {int(kinds.max())}")
         pos += h * n
-    stored = zlib.compress(raw, 0)
+    if not ends:
+        stored = zlib.compress(raw, 0)
+        payloads = [stored[i : i + _IDAT_BYTES] for i in range(0, len(stored), _IDAT_BYTES)]
     del raw
-    idat = [_chunk(b"IDAT", stored[i : i + _IDAT_BYTES]) for i in range(0, len(stored), _IDAT_BYTES)]
-    return (
-        b"".join([PNG_SIGNATURE, _chunk(b"IHDR", header), *idat, _chunk(b"IEND", b"")]),
-        width,
-        height,
-        channels,
-    )
+    idat = [_chunk(b"IDAT", payload) for payload in payloads]
+    canonical = b"".join([PNG_SIGNATURE, _chunk(b"IHDR", header), *idat, _chunk(b"IEND", b"")])
+    return canonical, width, height, channels
 
 
 def decode_png16(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
