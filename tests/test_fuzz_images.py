@@ -125,6 +125,20 @@ def test_png16_zlib_bomb_inflates_no_further_than_the_header_says(tmp_path: Path
     assert peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB while reading a zlib bomb"
 
 
+def test_damage_past_the_image_data_is_read_through_as_pillow_does(capfd: pytest.CaptureFixture[str]) -> None:
+    # Two mutants of the 1,000-file run: the image's bytes complete, then a damaged chunk (a bad Adler-32
+    # check, a bad distance), which Pillow never inflates either.
+    arr = (np.arange(18, dtype=np.uint16) * 3001).reshape(2, 3, 3)
+    stream = zlib.compress(fuzz.filtered_scanlines(arr, [0]))
+    damaged = bytes(b ^ 0xFF for b in stream[-4:])
+    png = _png16_header(3, 2, stream[:-4], extra=b"")
+    png = png[: -len(fuzz._png_chunk(b"IEND", b""))] + fuzz._png_chunk(b"IDAT", damaged)
+    png += fuzz._png_chunk(b"IEND", b"")
+    np.testing.assert_array_equal(decode_png16(png), arr)
+    assert read_image(png).bit_depth == 16
+    assert capfd.readouterr().err == ""
+
+
 def test_png16_size_is_checked_before_decompressing(tmp_path: Path) -> None:
     # 60000 x 60000 with a few bytes of data: refused from the header, by the reader and the decoder.
     (tmp_path / "huge.png").write_bytes(SEEDS["huge_header.png"])

@@ -95,14 +95,18 @@ def _canonical(data: bytes, max_pixels: int | None) -> tuple[bytes, int, int, in
                 if len(raw) < expected:
                     raw += inflate.decompress(inflate.unconsumed_tail + payload, expected - len(raw))
                     inflated = len(payloads)
-        if len(raw) < expected:
-            raise ValueError(f"image data is shorter than the header says ({len(raw)} of {expected} bytes)")
-        # Whether the stream ends with the image: then libpng gets the file's own data, else (more data
-        # than the image, e.g. a zlib bomb) the image's bytes alone, stored.
-        rest = inflate.unconsumed_tail + b"".join(payloads[inflated:])
-        ends = not inflate.decompress(rest, 1) and inflate.eof and not inflate.unused_data
     except zlib.error as e:
         raise ValueError(f"corrupt compressed image data ({e})") from None
+    if len(raw) < expected:
+        raise ValueError(f"image data is shorter than the header says ({len(raw)} of {expected} bytes)")
+    # Whether the stream ends with the image: then libpng gets the file's own data, else (more data than
+    # the image, e.g. a zlib bomb, or damage past the image's bytes, which Pillow reads through too) the
+    # image's bytes alone, stored.
+    try:
+        rest = inflate.unconsumed_tail + b"".join(payloads[inflated:])
+        ends = not inflate.decompress(rest, 1) and inflate.eof and not inflate.unused_data
+    except zlib.error:
+        ends = False
     pos = 0
     for h, n in row_bytes:
         kinds = np.frombuffer(raw, np.uint8, count=h * n, offset=pos)[::n]
