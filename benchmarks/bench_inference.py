@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from esrgan.inference import Upscaler, read_image
+from esrgan.inference import Upscaler
+from esrgan.io import read_image
 from esrgan.weights import load_generator
 
 

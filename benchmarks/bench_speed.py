@@ -51,7 +51,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from esrgan.inference import Upscaler
-    from esrgan.inference.tiling import TilePlan, parse_memory, tiled_apply
+    from esrgan.inference.memory import parse_memory
+    from esrgan.inference.tiling import TilePlan, tiled_apply
     from esrgan.weights import load_generator
 
     model = load_generator(args.model, progress=False).eval()

@@ -7,7 +7,7 @@ PNGs, palette with transparency, CMYK and EXIF-rotated JPEG, WebP, TIFF, GIF (an
 1xN, huge headers with tiny data, zlib bombs), mutates them (bit flips, cut, spliced spans, edited
 header fields with CRCs fixed so decoders go deeper, damaged filter bytes in re-compressed PNG data), then:
 
-1. reads every file with `read_image` and `read_rgb` (and 16-bit PNGs with `decode_png16`) in a worker
+1. reads every file with `read_image` and `read_rgb` (and 16-bit PNGs with `decode_png16`, OpenCV) in a worker
    process, each file under a timeout: the worker dying is a crash, a timeout a hang, any exception but a
    one-line `ImageError` naming the file (`ValueError` for `decode_png16`) a crash;
 2. runs `esrgan upscale` once over the whole corpus folder with a tiny model: every failure must be one
@@ -333,8 +333,8 @@ def build_corpus(folder: Path, *, count: int, seed: int) -> list[Path]:
 
 def check_file(path: Path) -> tuple[str, str]:
     """('ok'|'error'|'crash', detail) for one file, in this process."""
-    from esrgan.inference import ImageError, read_image, read_rgb
-    from esrgan.inference.image_io import DEFAULT_MAX_PIXELS, decode_png16
+    from esrgan.io import DEFAULT_MAX_PIXELS, ImageError, read_image, read_rgb
+    from esrgan.io.png16 import decode_png16
 
     errors = []
     for read in (read_image, read_rgb):
@@ -365,9 +365,10 @@ def check_file(path: Path) -> tuple[str, str]:
 
 def worker() -> None:
     """Read one path per stdin line, answer one JSON line per file (the parent enforces timeouts)."""
+    import cv2  # noqa: F401 (these imports come before "ready": a slow start is not a hang)
     import torch
 
-    import esrgan.inference  # noqa: F401 (imported before "ready": a slow start is not a hang)
+    import esrgan.io  # noqa: F401
 
     torch.set_num_threads(1)
     print("ready", flush=True)

@@ -308,8 +308,8 @@ def test_crops_follow_torch_seed_and_differ_between_workers(tmp_path: Path) -> N
 def test_one_reader_for_cache_benchmarks_and_inference(tmp_path: Path) -> None:
     from esrgan.data.benchmarks import load_rgb
     from esrgan.data.cache import load_image
-    from esrgan.inference import read_image
-    from esrgan.inference.image_io import encode_png16
+    from esrgan.io import read_image
+    from esrgan.io.png16 import encode_png16
 
     rng = np.random.default_rng(0)
     rgba = rng.integers(0, 256, size=(5, 7, 4), dtype=np.uint8)

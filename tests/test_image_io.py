@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import sys
 import zlib
 
 import numpy as np
@@ -13,17 +12,20 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from _image_fixtures import cmyk_icc_profile
-from esrgan.inference import ImageData, ImageError, read_image, read_rgb, write_image
-from esrgan.inference.image_io import (
+from esrgan.io import (
+    ImageData,
+    ImageError,
     ImageInfo,
     apply_orientation,
-    decode_png16,
     encode_image,
-    encode_png16,
     format_for_path,
     probe_image,
+    read_image,
+    read_rgb,
     sniff_format,
+    write_image,
 )
+from esrgan.io.png16 import decode_png16, encode_png16
 
 RNG = np.random.default_rng(0)
 
@@ -188,15 +190,18 @@ def test_16bit_colour_png_round_trip(tmp_path, channels):
     np.testing.assert_array_equal(back, bgr)
 
 
-def test_16bit_gray_alpha_via_own_encoder(tmp_path):
+def test_16bit_gray_alpha_is_read_as_such_and_written_as_rgba(tmp_path):
     ga = RNG.integers(0, 65536, size=(4, 6, 2), dtype=np.uint16)
-    (tmp_path / "ga16.png").write_bytes(encode_png16(ga))
+    (tmp_path / "ga16.png").write_bytes(_png16(ga, [1]))
     img = read_image(tmp_path / "ga16.png")
     assert img.mode == "LA" and img.bit_depth == 16
     np.testing.assert_array_equal(np.round(img.pixels[0].numpy().astype(np.float64) * 65535), ga[..., 0])
     np.testing.assert_array_equal(np.round(img.alpha[0].numpy().astype(np.float64) * 65535), ga[..., 1])
+    # libpng (OpenCV) writes no 16-bit grey+alpha: the same values and depth come back as RGBA.
     write_image(tmp_path / "ga16_out.png", img)
-    assert (tmp_path / "ga16_out.png").read_bytes() == encode_png16(ga)
+    back = read_image(tmp_path / "ga16_out.png")
+    assert back.mode == "RGBA" and back.bit_depth == 16
+    assert torch.equal(back.pixels, img.pixels.expand(3, -1, -1)) and torch.equal(back.alpha, img.alpha)
 
 
 def test_16bit_to_jpeg_is_8bit(tmp_path):
@@ -283,15 +288,27 @@ def test_png16_decoder_refuses_other_and_damaged_files():
         decode_png16(_png16_file(arr.shape, bytes(scanlines[:-1])))
 
 
-def test_16bit_colour_needs_neither_opencv_nor_albumentations(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now fails
-    monkeypatch.setitem(sys.modules, "albumentations", None)
+def test_damaged_16bit_pngs_leave_stderr_alone(tmp_path, capfd):
+    # libpng prints its errors and warnings on stderr; OpenCV only ever sees a file already checked.
     rgba = RNG.integers(0, 65536, size=(3, 4, 4), dtype=np.uint16)
-    (tmp_path / "c16.png").write_bytes(_png16(rgba, [4]))
-    img = read_image(tmp_path / "c16.png")
-    assert img.mode == "RGBA" and img.bit_depth == 16
-    got = torch.cat([img.pixels, img.alpha]).permute(1, 2, 0).numpy().astype(np.float64) * 65535
-    np.testing.assert_array_equal(np.round(got), rgba)
+    good = _png16(rgba, [4])
+    scanlines = bytearray(_filtered_rows(rgba, [0]))
+    scanlines[0] = 9
+    ihdr = good[8:33]
+    bomb = zlib.compressobj()
+    flood = bomb.compress(_filtered_rows(rgba, [0])) + bomb.compress(bytes(1 << 22)) + bomb.flush()
+    for name, data in {
+        "second_header.png": good[:33] + ihdr + good[33:],
+        "bad_filter.png": _png16_file(rgba.shape, bytes(scanlines)),
+        "extra_data.png": good[:33] + _png_chunk(b"IDAT", flood) + _png_chunk(b"IEND", b""),
+        "cut.png": good[:-20],
+    }.items():
+        (tmp_path / name).write_bytes(data)
+        try:
+            read_image(tmp_path / name)
+        except ImageError as exc:
+            assert str(exc).startswith(str(tmp_path / name)) and "\n" not in str(exc)
+    assert capfd.readouterr().err == ""
 
 
 def test_read_rgb_is_what_datasets_get(tmp_path):
@@ -299,7 +316,7 @@ def test_read_rgb_is_what_datasets_get(tmp_path):
     Image.fromarray(rgba).save(tmp_path / "a.png")
     Image.fromarray(rgba[..., 0]).save(tmp_path / "g.png")
     ga16 = RNG.integers(0, 65536, size=(3, 4, 2), dtype=np.uint16)
-    (tmp_path / "ga16.png").write_bytes(encode_png16(ga16))
+    (tmp_path / "ga16.png").write_bytes(_png16(ga16, [2]))
     a = read_rgb(tmp_path / "a.png")
     np.testing.assert_array_equal(a, rgba[..., :3])
     assert a.flags.writeable and a.flags.c_contiguous

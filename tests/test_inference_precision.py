@@ -9,13 +9,13 @@ import torch
 
 from esrgan.inference import (
     DeviceError,
-    ImageData,
     Upscaler,
     resolve_device,
     resolve_precision,
     upscale_image,
 )
 from esrgan.inference.precision import cpu_has_native_bf16, cpu_has_native_fp16
+from esrgan.io import ImageData
 from esrgan.models import RRDBNet
 
 CPU = torch.device("cpu")

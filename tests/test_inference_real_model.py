@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from esrgan.inference import Upscaler, read_image
+from esrgan.inference import Upscaler
+from esrgan.io import read_image
 from esrgan.metrics import psnr
 
 SET5 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "Set5" / "x4"

@@ -12,17 +12,12 @@ from typer.testing import CliRunner
 
 from _weights_fixtures import psnr, textured_image
 from esrgan.cli import app
-from esrgan.inference import Upscaler, read_image
-from esrgan.inference.export import (
-    ExportError,
-    cached_onnx,
-    export_and_check,
-    export_openvino,
-    max_abs_difference,
-    weights_digest,
-)
+from esrgan.inference import Upscaler
+from esrgan.inference.export import ExportError, cached_onnx, export_openvino, weights_digest
+from esrgan.inference.export_check import export_and_check, max_abs_difference
 from esrgan.inference.precision import resolve_precision_and_runtime
 from esrgan.inference.runtime import AUTO_ONNX_MIN_PARAMETERS, resolve_runtime
+from esrgan.io import read_image
 from esrgan.models import RRDBNet
 from esrgan.weights import save_generator
 

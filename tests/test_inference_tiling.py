@@ -9,11 +9,16 @@ import torch
 from torch.nn import functional as F
 
 from esrgan.inference import Upscaler
+from esrgan.inference.memory import (
+    CostModel,
+    available_cpu_memory,
+    parse_memory,
+    process_rss,
+    tile_pixels_for_budget,
+)
 from esrgan.inference.tiling import (
     DEFAULT_TILE_OVERLAP,
-    CostModel,
     TilePlan,
-    available_cpu_memory,
     axis_tiles,
     axis_weights,
     balanced_axis_tiles,
@@ -21,10 +26,7 @@ from esrgan.inference.tiling import (
     default_tile_overlap,
     fixed_axis_tiles,
     pad_to_multiple,
-    parse_memory,
     plan_tiles,
-    process_rss,
-    tile_pixels_for_budget,
     tiled_apply,
 )
 from esrgan.models import RRDBNet

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from _weights_fixtures import psnr, textured_image
 from esrgan.cli import app
-from esrgan.inference import Upscaler, read_image
-from esrgan.inference.export import export_and_check
+from esrgan.inference import Upscaler
+from esrgan.inference.export_check import export_and_check
 from esrgan.inference.int8 import (
     KNOWN_DROPS,
     Int8Drop,
@@ -24,8 +24,9 @@ from esrgan.inference.int8 import (
     calibration_crops,
     drops_help,
 )
+from esrgan.inference.memory import process_rss
 from esrgan.inference.precision import AUTO_INT8_MAX_DROP_DB, DeviceError, resolve_precision_and_runtime
-from esrgan.inference.tiling import process_rss
+from esrgan.io import read_image
 from esrgan.models import RRDBNet
 from esrgan.weights import load_generator, save_generator
 

@@ -30,8 +30,9 @@ import torch
 from PIL import Image
 
 from _weights_fixtures import tiny_model
-from esrgan.inference import ImageData, read_image, read_rgb, upscale_image
-from esrgan.inference.image_io import encode_image, encode_png16
+from esrgan.inference import upscale_image
+from esrgan.io import ImageData, encode_image, read_image, read_rgb
+from esrgan.io.png16 import encode_png16
 from esrgan.serving import ModelRegistry, ServeSettings, running_server
 from esrgan.serving.app import ACCESS_LOGGER
 from esrgan.weights import save_generator

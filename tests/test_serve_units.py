@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from _image_fixtures import cmyk_icc_profile
-from esrgan.inference.image_io import encode_image, encode_png16, read_rgb, sniff_format
+from esrgan.io import encode_image, read_rgb, sniff_format
+from esrgan.io.png16 import encode_png16
 from esrgan.serving import ApiError, InferencePool, ServeSettings
 from esrgan.serving.imaging import decode_upload, open_upload
 from esrgan.serving.pool import Cancelled

@@ -37,8 +37,9 @@ def export(
 ) -> None:
     """Export a model (fp32, or int8 for OpenVINO with --int8; dynamic batch, height and width) and print
     its largest difference from PyTorch on an image."""
-    from esrgan.inference import ImageError, read_image
-    from esrgan.inference.export import ExportError, export_and_check, synthetic_check_image
+    from esrgan.inference.export import ExportError
+    from esrgan.inference.export_check import export_and_check, synthetic_check_image
+    from esrgan.io import ImageError, read_image
     from esrgan.weights import WeightsError, load_generator
 
     if int8 and format.strip().lower() != "openvino":

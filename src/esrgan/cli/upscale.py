@@ -15,7 +15,7 @@ from typing import Annotated, TextIO
 import typer
 
 from esrgan.cli._common import EXIT_FAILED, error, fail, parse_tile
-from esrgan.inference import DEFAULT_MAX_PIXELS, Upscaler
+from esrgan.inference import Upscaler
 from esrgan.inference.batch import (
     BatchTotals,
     FileResult,
@@ -29,8 +29,10 @@ from esrgan.inference.batch import (
     upscale_jobs,
 )
 from esrgan.inference.int8 import drops_help as int8_drops_help
+from esrgan.inference.memory import parse_memory
 from esrgan.inference.precision import AUTO_INT8_MAX_DROP_DB
-from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn, parse_memory
+from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn
+from esrgan.io import DEFAULT_MAX_PIXELS
 from esrgan.weights.zoo import DEFAULT_MODEL
 
 Inputs = Annotated[

@@ -16,7 +16,7 @@ import torch
 from esrgan.data.layout import bsds500_dir, find_dir, image_files
 from esrgan.data.realphoto import REAL_PHOTO_SETS, real_photo_pairs
 from esrgan.data.transforms import mod_crop as crop_to_multiple
-from esrgan.inference.image_io import ImageError, read_rgb
+from esrgan.io import ImageError, read_rgb
 
 __all__ = [
     "PAIRED_SETS",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from esrgan.inference.image_io import read_rgb
+from esrgan.io import read_rgb
 from esrgan.utils import atomic_write, user_cache_dir
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from esrgan.data.archives import BSDS500_IMAGES, DatasetError
-from esrgan.inference.image_io import is_image_file
+from esrgan.io import is_image_file
 
 BSDS500_SPLITS = ("train", "val", "test")
 # Relative folders that hold BSDS500's `<split>` folders, in the order they are tried.

@@ -389,11 +389,7 @@ class _Outputs:
 
 
 def _save_png(path: Path, img: torch.Tensor) -> None:
-    from PIL import Image
+    from esrgan.io import ImageData, write_image
 
-    from esrgan.utils import atomic_write
-
-    arr = (img[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+    write_image(path, ImageData(pixels=img[0]))

@@ -18,18 +18,9 @@ from pathlib import Path
 
 import torch
 
-from esrgan.inference import (
-    DEFAULT_MAX_PIXELS,
-    DeviceError,
-    ImageError,
-    Upscaler,
-    format_for_path,
-    read_image,
-    upscale_image,
-    write_image,
-)
-from esrgan.inference.image_io import is_image_file
+from esrgan.inference import DeviceError, Upscaler, upscale_image
 from esrgan.inference.tiling import ProgressFn, default_tile_overlap
+from esrgan.io import DEFAULT_MAX_PIXELS, ImageError, format_for_path, is_image_file, read_image, write_image
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,18 @@
 
 The model only ever sees tiles; the full-size output is one preallocated float32 buffer on the CPU into
 which each tile is written with its blend weight. Each axis is cut into the fewest equal tiles that fit
-the memory budget, so only the overlap is computed twice. Neighbouring tiles overlap by at least
-`overlap` input pixels and are blended with raised-cosine weights that fall to ~0 at a tile's inner
-edges, where the network lacks context (its zero padding differs from the real neighbourhood), so no
-step appears at tile borders.
+the memory budget (`esrgan.inference.memory` says how large a tile may be), so only the overlap is
+computed twice. Neighbouring tiles overlap by at least `overlap` input pixels and are blended with
+raised-cosine weights that fall to ~0 at a tile's inner edges, where the network lacks context (its
+zero padding differs from the real neighbourhood), so no step appears at tile borders.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -24,77 +21,13 @@ from torch.nn import functional as F
 TileFn = Callable[[torch.Tensor], torch.Tensor]
 ProgressFn = Callable[[int, int], None]
 
-# Peak bytes of activations per (input pixel x num_feat x scale^2), measured on this code's RRDBNet as
-# the rise of peak RSS (CPU) or torch's peak allocation (CUDA, H100) over one tile: the x4/x8
-# upsampling tail dominates (the nearest-upsampled map, the conv output and the previous stage's map
-# are alive together). CPU: eager fp32 channels_last 10.4, eager fp32 contiguous 14.5 (oneDNN reorder
-# buffers), ONNX Runtime fp32 15.4, OpenVINO int8 10.2-10.4, bf16 autocast 24-27 (fp32 and bf16 copies
-# coexist). CUDA: fp32 9.0, fp16/bf16 4.5. The constants carry 10-20% margin.
-_BYTES_PER_PIXEL = {
-    ("cpu", "torch", "fp32"): 12.0,
-    ("cpu", "onnxruntime", "fp32"): 17.0,
-    ("cpu", "openvino", "fp32"): 12.0,  # int8 network, fp32 interface
-    ("cpu", "torch", "half"): 30.0,
-    ("device", "torch", "fp32"): 10.0,
-    ("device", "torch", "half"): 5.0,
-}
-# Bytes per output value: while tiles run, the float32 output buffer; once they are done (activations
-# freed), that buffer, the one float copy that quantising for a file makes, and the 8-bit array plus
-# the encoder's copy of it.
-OUTPUT_BYTES_WHILE_TILING = 4
-OUTPUT_BYTES_WHEN_WRITING = 10
-# Bytes per input value: the float32 input and its padded copy.
-INPUT_BYTES_PER_VALUE = 8
-# Largest activation (elements) kept below 2**31: some CUDA kernels index with int32.
-_MAX_ELEMENTS = 2**31 - 1
 MIN_AUTO_TILE = 32
 MAX_AUTO_TILE = 2048
-# Share of the free memory that `max_memory=None` lets an upscale use.
-DEFAULT_MEMORY_FRACTION = 0.5
 
 # Input pixels of overlap between neighbouring tiles. Seams are cross-faded in the middle of the overlap,
 # so each output pixel keeps about half of it as real context: the 23-block x4 models need ~24 pixels to
 # stay within 0.05 dB (PSNR to HR) of untiled output.
 DEFAULT_TILE_OVERLAP = 48
-
-_UNITS = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_memory(text: str) -> int:
-    """Bytes in a size such as `2GiB`, `1.5 GB`, `512MiB` or `1000000` (bytes).
-
-    KB/MB/GB are powers of 1000 and KiB/MiB/GiB powers of 1024, as everywhere else; the unit is
-    case-insensitive. A size that is not positive, or an unknown unit, is a ValueError.
-    """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else ""
-    if match is None or (unit and unit not in _UNITS):
-        raise ValueError(
-            f"{text!r} is not a memory size: use a number with B, KB, MB, GB (x1000) or KiB, MiB, GiB "
-            "(x1024), e.g. 2GiB"
-        )
-    value = int(float(match.group(1)) * _UNITS[unit or "b"])
-    if value <= 0:
-        raise ValueError(f"memory size must be positive, got {text!r}")
-    return value
-
-
-def format_memory(n: float) -> str:
-    """`2.0 GiB`-style text for a byte count (for messages and reports)."""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def default_tile_overlap(tile: int | str) -> int:
@@ -103,133 +36,6 @@ def default_tile_overlap(tile: int | str) -> int:
     if isinstance(tile, int) and not isinstance(tile, bool) and 0 < tile < 2 * DEFAULT_TILE_OVERLAP:
         return tile // 2
     return DEFAULT_TILE_OVERLAP
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Memory cost of upscaling an image in tiles; see `activation_bytes_per_pixel` and `peak_bytes`."""
-
-    num_feat: int
-    num_grow_ch: int
-    scale: int
-    unshuffle: int = 1
-    in_ch: int = 3
-    out_ch: int = 3
-
-    @classmethod
-    def for_model(cls, model: torch.nn.Module) -> CostModel:
-        cfg = getattr(model, "config", None)
-        if cfg is None:
-            raise ValueError("tile='auto' needs a model with a .config (RRDBNet); pass an explicit tile size")
-        return cls(
-            num_feat=cfg.num_feat,
-            num_grow_ch=cfg.num_grow_ch,
-            scale=cfg.scale,
-            unshuffle=getattr(model, "unshuffle_factor", 1),
-            in_ch=getattr(cfg, "in_ch", 3),
-            out_ch=getattr(cfg, "out_ch", getattr(cfg, "in_ch", 3)),
-        )
-
-    def activation_bytes_per_pixel(
-        self, *, dtype: torch.dtype, device_type: str = "cpu", runtime: str = "torch"
-    ) -> float:
-        """Peak activation bytes per input pixel of a tile (batch 1).
-
-        max(upsampling tail ~ k * num_feat * scale^2, RRDB body ~ k * (2 num_feat + 4 num_grow) / u^2)
-        with k measured per device, runtime and precision (see `_BYTES_PER_PIXEL`). The body term (the
-        widest dense-block concatenation, num_feat + 4 num_grow channels, with its neighbours) only
-        matters for x1 and x2 models, whose tail is small.
-        """
-        kind = "fp32" if dtype == torch.float32 else "half"
-        where = "cpu" if device_type == "cpu" else "device"
-        k = _BYTES_PER_PIXEL.get((where, runtime, kind)) or _BYTES_PER_PIXEL[(where, "torch", kind)]
-        tail = k * self.num_feat * self.scale**2
-        body = k * (2 * self.num_feat + 4 * self.num_grow_ch) / self.unshuffle**2
-        return max(tail, body)
-
-    def max_tile_pixels(self) -> int:
-        """Largest tile area (input pixels) whose widest activation stays under int32 indexing."""
-        widest = max(self.num_feat * self.scale**2, self.num_feat + 4 * self.num_grow_ch)
-        return _MAX_ELEMENTS // widest
-
-    def max_tile_for_elements(self) -> int:
-        return math.isqrt(self.max_tile_pixels())
-
-    def image_bytes(self, image_hw: tuple[int, int], *, batch: int = 1, writing: bool = False) -> int:
-        """CPU bytes held for the whole image: the input copies and the output buffer while tiles run,
-        or (`writing`) the output with what writing it to a file adds, once the tiles are done."""
-        h, w = image_hw
-        outputs = batch * self.out_ch * h * w * self.scale**2
-        if writing:
-            return OUTPUT_BYTES_WHEN_WRITING * outputs
-        return INPUT_BYTES_PER_VALUE * batch * self.in_ch * h * w + OUTPUT_BYTES_WHILE_TILING * outputs
-
-    def tile_bytes(
-        self,
-        tile_hw: tuple[int, int],
-        *,
-        batch: int = 1,
-        dtype: torch.dtype = torch.float32,
-        device_type: str = "cpu",
-        runtime: str = "torch",
-    ) -> int:
-        """Peak bytes of running one tile of `tile_hw` input pixels."""
-        per_px = self.activation_bytes_per_pixel(dtype=dtype, device_type=device_type, runtime=runtime)
-        return int(per_px * batch * tile_hw[0] * tile_hw[1])
-
-    def peak_bytes(
-        self,
-        image_hw: tuple[int, int],
-        tile_hw: tuple[int, int],
-        *,
-        batch: int = 1,
-        dtype: torch.dtype = torch.float32,
-        device_type: str = "cpu",
-        runtime: str = "torch",
-    ) -> int:
-        """Estimated peak bytes an upscale adds on top of the loaded model: on the CPU the image's
-        buffers plus one tile's activations, or writing the output once the tiles are done, whichever
-        is larger; on an accelerator (whose outputs go to the CPU) the tile's activations."""
-        tile = self.tile_bytes(tile_hw, batch=batch, dtype=dtype, device_type=device_type, runtime=runtime)
-        if device_type in ("cpu", "mps"):
-            tiling = tile + self.image_bytes(image_hw, batch=batch)
-            return max(tiling, self.image_bytes(image_hw, batch=batch, writing=True))
-        return tile
-
-
-def available_cpu_memory() -> int:
-    """Bytes of RAM available to new allocations (MemAvailable; else free pages via sysconf)."""
-    meminfo = Path("/proc/meminfo")
-    try:
-        match = re.search(r"^MemAvailable:\s+(\d+)\s+kB", meminfo.read_text(), re.MULTILINE)
-        if match:
-            return int(match.group(1)) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        # No way to ask (e.g. macOS without /proc): assume a modest 4 GiB rather than guessing big.
-        return 4 * 2**30
-
-
-def available_device_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    if device.type == "mps":
-        # MPS shares system RAM; torch reports no free figure.
-        return available_cpu_memory()
-    return available_cpu_memory()
-
-
-def process_rss() -> int:
-    """Resident bytes of this process now (Linux /proc; 0 where unknown)."""
-    try:
-        fields = Path("/proc/self/statm").read_text().split()
-        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0
 
 
 def balanced_axis_tiles(length: int, count: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:
@@ -375,26 +181,6 @@ def plan_tiles(
             height, width, tile=min(floor, max(height, width)), overlap=overlap, multiple=multiple
         )
     return best[2]
-
-
-def tile_pixels_for_budget(
-    cost: CostModel,
-    *,
-    budget: int,
-    image_hw: tuple[int, int],
-    batch: int = 1,
-    dtype: torch.dtype = torch.float32,
-    device_type: str = "cpu",
-    runtime: str = "torch",
-) -> int:
-    """Largest tile area (input pixels) whose peak (`CostModel.peak_bytes`) fits in `budget` bytes
-    (0 when not even the image's buffers fit), capped by int32 indexing."""
-    if budget < cost.peak_bytes(image_hw, (0, 0), batch=batch, dtype=dtype, device_type=device_type):
-        return 0  # not even the image's buffers fit
-    held = cost.image_bytes(image_hw, batch=batch) if device_type in ("cpu", "mps") else 0
-    spare = budget - held
-    per_px = cost.activation_bytes_per_pixel(dtype=dtype, device_type=device_type, runtime=runtime) * batch
-    return max(0, min(int(spare / per_px), cost.max_tile_pixels() // max(batch, 1)))
 
 
 def _ramp(n: int) -> torch.Tensor:

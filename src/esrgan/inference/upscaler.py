@@ -11,8 +11,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from esrgan.inference.image_io import ImageData
 from esrgan.inference.int8 import Int8Model, OpenVinoRunner
+from esrgan.inference.memory import (
+    DEFAULT_MEMORY_FRACTION,
+    CostModel,
+    available_device_memory,
+    format_memory,
+    process_rss,
+    tile_pixels_for_budget,
+)
 from esrgan.inference.precision import (
     compute_context,
     input_dtype,
@@ -24,20 +31,15 @@ from esrgan.inference.precision import (
 )
 from esrgan.inference.runtime import OnnxRuntimeRunner
 from esrgan.inference.tiling import (
-    DEFAULT_MEMORY_FRACTION,
     DEFAULT_TILE_OVERLAP,
     MAX_AUTO_TILE,
     MIN_AUTO_TILE,
-    CostModel,
     ProgressFn,
     TilePlan,
-    available_device_memory,
-    format_memory,
     plan_tiles,
-    process_rss,
-    tile_pixels_for_budget,
     tiled_apply,
 )
+from esrgan.io import ImageData
 
 
 class Upscaler:

@@ -1,7 +1,7 @@
 """What the API adds to the package's image reader and writer: the formats it takes and gives, their
 content types, `ImageError` as a 400/413/415 answer, and the resize to the asked outscale.
 
-Uploads are decoded from memory (never written to disk) by `esrgan.inference.image_io`: the format
+Uploads are decoded from memory (never written to disk) by `esrgan.io`: the format
 comes from the file's first bytes, never from its name or declared content type, and the pixel count
 from its header, so an oversized image (a decompression bomb) is refused before any pixel is decoded.
 """
@@ -15,7 +15,7 @@ from typing import TypeVar
 import torch
 from torch.nn import functional as F
 
-from esrgan.inference.image_io import (
+from esrgan.io import (
     ImageData,
     ImageError,
     ImageInfo,

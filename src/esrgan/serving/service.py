@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from esrgan.inference import DeviceError, ImageData, upscale_image
-from esrgan.inference.image_io import ImageInfo, encode_image
+from esrgan.inference import DeviceError, upscale_image
 from esrgan.inference.precision import INFERENCE_PRECISIONS
+from esrgan.io import ImageData, ImageInfo, encode_image
 from esrgan.serving.errors import ApiError
 from esrgan.serving.imaging import content_type, decode_upload, extension, open_upload, resize_image
 from esrgan.serving.metrics import Metrics

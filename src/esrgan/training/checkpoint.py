@@ -20,23 +20,65 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
+from esrgan.models import RRDBNet
 from esrgan.training.config import Config
 from esrgan.training.ema import ModelEMA
 from esrgan.training.errors import TrainingError, io_reason
 from esrgan.training.validation import Best
 from esrgan.utils import atomic_write
 
-if TYPE_CHECKING:
-    from esrgan.training.stage import Stage
-
 CHECKPOINT_FORMAT = 1
 _NAME = re.compile(r"^(pretrain|gan)_(\d{8})\.pt$")
 _STAGE_ORDER = {"pretrain": 0, "gan": 1}
+
+
+class GanState(Protocol):
+    """The discriminator side of a GAN stage, as a checkpoint reads and restores it."""
+
+    @property
+    def d(self) -> nn.Module: ...
+    @property
+    def opt(self) -> Optimizer: ...
+    @property
+    def sched(self) -> LRScheduler: ...
+    @property
+    def scaler(self) -> torch.amp.GradScaler: ...
+
+
+class StageState(Protocol):
+    """What a checkpoint reads from and restores into a training stage (`esrgan.training.stage.Stage`):
+    declared here, so that the file format does not depend on how stages are built (which resumes
+    from these files)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def g(self) -> RRDBNet: ...
+    @property
+    def opt_g(self) -> Optimizer: ...
+    @property
+    def sched_g(self) -> LRScheduler: ...
+    @property
+    def scaler_g(self) -> torch.amp.GradScaler: ...
+    @property
+    def gan(self) -> GanState | None: ...
+    @property
+    def psnr_weights(self) -> str | None: ...
+
+    ema: ModelEMA[RRDBNet] | None
+    iteration: int
+    best: Best | None
+    nonfinite_streak: int
 
 
 class CheckpointError(TrainingError):
@@ -106,7 +148,7 @@ class TrainingState:
         return cls(**{n: values[n] for n in names})
 
 
-def capture_state(s: Stage, *, config: Config, log_offset: int) -> TrainingState:
+def capture_state(s: StageState, *, config: Config, log_offset: int) -> TrainingState:
     """The stage's complete training state, with this process's RNG states."""
     gan = s.gan
     return TrainingState(
@@ -134,7 +176,7 @@ def capture_state(s: Stage, *, config: Config, log_offset: int) -> TrainingState
     )
 
 
-def restore_state(s: Stage, state: TrainingState) -> None:
+def restore_state(s: StageState, state: TrainingState) -> None:
     """Load ``state`` into a freshly built stage (before it is wrapped for DDP); RNG is restored later."""
     try:
         s.g.load_state_dict(state.generator)

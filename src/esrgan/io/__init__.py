@@ -1,0 +1,44 @@
+"""Reading and writing media files: the floor below data, inference, evaluation and serving.
+
+One function per verb (`read_image`, `probe_image`, `write_image`, ...), the codec libraries (Pillow,
+OpenCV for 16-bit PNG) hidden behind them; a `video` module will sit beside `image_read` and
+`image_write`. Importing does no I/O and loads no codec library.
+
+    from esrgan.io import read_image, write_image
+
+    image = read_image("in.png")  # ImageData: float32 (C,H,W) RGB in [0, 1], alpha, bit depth, ICC
+    write_image("out.webp", image)
+"""
+
+from esrgan.io.formats import IMAGE_EXTENSIONS, format_for_path, is_image_file, sniff_format
+from esrgan.io.image import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_QUALITY,
+    IN_MEMORY,
+    ImageData,
+    ImageError,
+    ImageInfo,
+    ImageSource,
+)
+from esrgan.io.image_read import apply_orientation, probe_image, read_image, read_rgb
+from esrgan.io.image_write import encode_image, write_image
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_QUALITY",
+    "IMAGE_EXTENSIONS",
+    "IN_MEMORY",
+    "ImageData",
+    "ImageError",
+    "ImageInfo",
+    "ImageSource",
+    "apply_orientation",
+    "encode_image",
+    "format_for_path",
+    "is_image_file",
+    "probe_image",
+    "read_image",
+    "read_rgb",
+    "sniff_format",
+    "write_image",
+]
