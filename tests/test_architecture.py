@@ -9,8 +9,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "esrgan"
 MAX_LINES = 450
-# Being split in the degradation-pipeline branch; the test below fails once the allowance is stale.
-OVER_THE_LIMIT_FOR_NOW = {"data/datasets.py"}
 
 
 def module_files(package: Path) -> dict[str, Path]:
@@ -133,8 +131,7 @@ def test_no_file_over_the_limit() -> None:
         for p in PACKAGE.rglob("*.py")
     }
     too_long = {name: n for name, n in lengths.items() if n > MAX_LINES}
-    assert {name: n for name, n in too_long.items() if name not in OVER_THE_LIMIT_FOR_NOW} == {}
-    assert set(too_long) >= OVER_THE_LIMIT_FOR_NOW, "split: remove it from OVER_THE_LIMIT_FOR_NOW"
+    assert too_long == {}
 
 
 def test_the_checks_see_function_level_and_type_checking_imports(tmp_path: Path) -> None:

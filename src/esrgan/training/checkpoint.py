@@ -32,6 +32,7 @@ from esrgan.models import RRDBNet
 from esrgan.training.config import Config
 from esrgan.training.ema import ModelEMA
 from esrgan.training.errors import TrainingError, io_reason
+from esrgan.training.pool import PairPool
 from esrgan.training.validation import Best
 from esrgan.utils import atomic_write
 
@@ -74,6 +75,8 @@ class StageState(Protocol):
     def gan(self) -> GanState | None: ...
     @property
     def psnr_weights(self) -> str | None: ...
+    @property
+    def pool(self) -> PairPool | None: ...
 
     ema: ModelEMA[RRDBNet] | None
     iteration: int
