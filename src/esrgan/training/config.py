@@ -20,9 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from esrgan.device import PRECISION_NAMES
-from esrgan.models import vgg_layer_names
+from esrgan.models import ArchConfig, CompactConfig, RRDBNetConfig, vgg_layer_names
 from esrgan.training.config_checks import ConfigError, at_least, fail, require
-from esrgan.training.config_models import DiscriminatorConfig, GeneratorConfig, ModelConfig
+from esrgan.training.config_models import (
+    CompactGeneratorConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    ModelConfig,
+)
 
 StageName = Literal["pretrain", "gan"]
 STAGES: tuple[StageName, ...] = ("pretrain", "gan")
@@ -31,6 +36,7 @@ __all__ = [
     "METRICS",
     "STAGES",
     "CheckpointConfig",
+    "CompactGeneratorConfig",
     "Config",
     "ConfigError",
     "ContentLossConfig",
@@ -344,6 +350,8 @@ class Config:
     """Which generator and discriminator architectures are trained."""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     """G's architecture; release weights carry it as metadata, so ``esrgan upscale`` needs no config."""
+    compact: CompactGeneratorConfig = field(default_factory=CompactGeneratorConfig)
+    """G's size when ``model.arch`` is ``compact``."""
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     """D's architecture (stage 2 only)."""
     content_loss: ContentLossConfig = field(default_factory=ContentLossConfig)
@@ -380,6 +388,21 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def generator_config(self) -> ArchConfig:
+        """The architecture of G that ``model.arch`` and its size section describe."""
+        if self.model.arch == "compact":
+            c = self.compact
+            ch = self.img_channels
+            return CompactConfig(
+                in_ch=ch,
+                out_ch=ch,
+                num_feat=c.num_feat,
+                num_conv=c.num_conv,
+                upscale=self.scale_factor,
+                act=c.act,
+            )
+        return RRDBNetConfig(**self.generator_kwargs())
 
     def generator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``esrgan.models.RRDBNet`` for this config."""

@@ -7,7 +7,7 @@ from typing import Literal
 
 from esrgan.training.config_checks import at_least, fail
 
-GeneratorArch = Literal["rrdbnet"]
+GeneratorArch = Literal["rrdbnet", "compact"]
 DiscriminatorArch = Literal["vgg"]
 
 
@@ -16,7 +16,8 @@ class ModelConfig:
     """Which generator and discriminator architectures a run trains."""
 
     arch: GeneratorArch = "rrdbnet"
-    """Generator: ``rrdbnet`` (ESRGAN's RRDBNet, sized by the ``generator`` section)."""
+    """Generator: ``rrdbnet`` (ESRGAN's RRDBNet, sized by the ``generator`` section) or ``compact``
+    (Real-ESRGAN's SRVGGNetCompact, sized by the ``compact`` section; several times faster)."""
     discriminator: DiscriminatorArch = "vgg"
     """Discriminator of stage 2: ``vgg`` (ESRGAN's VGG-style classifier, sized by ``discriminator``)."""
 
@@ -43,6 +44,22 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "rrdb_channels", "growth_channels", "num_basic_blocks", "num_dense_blocks")
         at_least(self, 2, "num_residual_blocks")
+
+
+@dataclass(kw_only=True)
+class CompactGeneratorConfig:
+    """SRVGGNetCompact hyper-parameters (Real-ESRGAN's names); defaults are realesr-general-x4v3's."""
+
+    num_feat: int = 64
+    """Feature channels of every body convolution."""
+    num_conv: int = 32
+    """Body convolutions after the first one (realesr-animevideov3 uses 16)."""
+    act: Literal["prelu", "relu", "leakyrelu"] = "prelu"
+    """Activation after each convolution; only PReLU has learned parameters."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "num_feat")
+        at_least(self, 0, "num_conv")
 
 
 @dataclass(kw_only=True)
