@@ -321,3 +321,59 @@ def test_info_convert_and_onnx_export_work_on_a_compact_model(tmp_path: pathlib.
     res = runner.invoke(app, ["export", str(src), str(tmp_path / "compact.onnx"), "--format", "onnx"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "compact.onnx").is_file()
+
+
+def test_a_few_training_iterations_with_model_arch_compact(
+    shared_dir: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from esrgan.training import load_config, train
+
+    if not (shared_dir / "datasets" / "BSDS500").is_dir():
+        pytest.skip("BSDS500 not in the shared data")
+    monkeypatch.setenv("ESRGAN_CACHE", str(tmp_path / "cache"))
+    vgg = shared_dir / "weights" / "vgg16_imagenet_features.safetensors"
+    overrides = [
+        f"data.root={shared_dir / 'datasets'}",
+        f"perceptual_loss.weights={vgg}",
+        f"validation.lpips_vgg_weights={vgg}",
+        f"validation.lpips_heads={shared_dir / 'weights' / 'lpips_vgg_v0.1_heads.safetensors'}",
+        "model.arch=compact",
+        "compact.num_feat=8",
+        "compact.num_conv=2",
+        "pretraining.total_iters=3",
+        "training.total_iters=2",
+        "training.g_sched_steps=[1]",
+        "training.d_sched_steps=[1]",
+        "batch_size=2",
+        "pretraining.cr_patch_size=[32, 32]",
+        "training.cr_patch_size=[32, 32]",
+        "data.max_train_images=2",
+        "data.max_val_images=1",
+        "data.val_crop=64",
+        "validation.every=3",
+        "checkpoint.every=3",
+        "precision=fp32",
+    ]
+    cfg = load_config(pathlib.Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml", overrides)
+    assert cfg.generator_config() == CompactConfig(num_feat=8, num_conv=2, upscale=4)
+    run = tmp_path / "run"
+    result = train(cfg, run_dir=run, progress=False, console=lambda s: None)
+    assert result.completed and result.stage == "gan"
+    released = sorted(p.name for p in (run / "weights").glob("*.safetensors"))
+    assert released, "no release weights"
+    for name in released:
+        g = load_generator(run / "weights" / name)
+        assert g.config == cfg.generator_config(), name
+    with torch.no_grad():
+        assert g(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+
+def test_compact_config_section_defaults_are_realesr_general_x4v3() -> None:
+    from esrgan.training import ConfigError, load_config
+
+    cfg = load_config(None, ["model.arch=compact"])
+    assert (cfg.compact.num_feat, cfg.compact.num_conv, cfg.compact.act) == (64, 32, "prelu")
+    assert cfg.generator_config() == CompactConfig(num_feat=64, num_conv=32, upscale=4)
+    assert load_config(None, []).generator_config().arch == "rrdbnet"
+    with pytest.raises(ConfigError, match="act"):
+        load_config(None, ["compact.act=gelu"])
