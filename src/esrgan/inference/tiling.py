@@ -109,14 +109,13 @@ def default_tile_overlap(tile: int | str) -> int:
 
 @dataclass(frozen=True)
 class CostModel:
-    """Memory cost of upscaling an image in tiles; see `activation_bytes_per_pixel` and `peak_bytes`."""
+    """Memory cost of upscaling an image in tiles; see `activation_bytes_per_pixel` and `peak_bytes`.
+    Channels, from the generator's `activation_channels`: held per output pixel by the upsampling tail,
+    per input pixel by the body, and per input pixel by the widest single activation."""
 
     tail_channels: float
-    """Activation channels held per output pixel by the upsampling tail (RRDBNet: num_feat)."""
     body_channels: float
-    """Activation channels held per input pixel by the body."""
     widest_channels: int
-    """Channels per input pixel of the largest single activation."""
     scale: int
     in_ch: int = 3
     out_ch: int = 3
@@ -131,24 +130,16 @@ class CostModel:
     @classmethod
     def for_config(cls, cfg: ArchConfig) -> CostModel:
         tail, body, widest = cfg.activation_channels()
-        return cls(
-            tail_channels=tail,
-            body_channels=body,
-            widest_channels=widest,
-            scale=cfg.scale,
-            in_ch=cfg.in_ch,
-            out_ch=cfg.out_ch,
-        )
+        return cls(tail, body, widest, cfg.scale, cfg.in_ch, cfg.out_ch)
 
     def activation_bytes_per_pixel(
         self, *, dtype: torch.dtype, device_type: str = "cpu", runtime: str = "torch"
     ) -> float:
         """Peak activation bytes per input pixel of a tile (batch 1).
 
-        max(upsampling tail ~ k * tail_channels * scale^2, body ~ k * body_channels) with k measured
-        per device, runtime and precision (see `_BYTES_PER_PIXEL`). For an RRDBNet the body term (the
-        widest dense-block concatenation, num_feat + 4 num_grow channels, with its neighbours, over the
-        unshuffle factor squared) only matters for x1 and x2 models, whose tail is small.
+        max(tail ~ k * tail_channels * scale^2, body ~ k * body_channels), k measured per device,
+        runtime and precision (see `_BYTES_PER_PIXEL`). An RRDBNet's body term (its widest dense-block
+        concatenation with neighbours) only matters for x1 and x2 models, whose tail is small.
         """
         kind = "fp32" if dtype == torch.float32 else "half"
         where = "cpu" if device_type == "cpu" else "device"
