@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from esrgan.models.compact import Activation
 from esrgan.training.config_checks import at_least, fail
 
 GeneratorArch = Literal["rrdbnet", "compact"]
@@ -54,7 +55,7 @@ class CompactGeneratorConfig:
     """Feature channels of every body convolution."""
     num_conv: int = 32
     """Body convolutions after the first one (realesr-animevideov3 uses 16)."""
-    act: Literal["prelu", "relu", "leakyrelu"] = "prelu"
+    act: Activation = "prelu"
     """Activation after each convolution; only PReLU has learned parameters."""
 
     def __post_init__(self) -> None:

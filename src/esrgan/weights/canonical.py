@@ -156,12 +156,15 @@ def infer_compact_config(sd: Mapping[str, torch.Tensor], *, source: str = "<stat
         )
     num_feat, in_ch = (int(v) for v in sd["body.0.weight"].shape[:2])
     last = int(sd[f"body.{convs[-1]}.weight"].shape[0])
-    upscale = math.isqrt(last // in_ch)
+    upscale = math.isqrt(last // in_ch) if in_ch > 0 else 0
     if upscale < 1 or in_ch * upscale * upscale != last:
         raise WeightsError(f"{source}: the last conv's {last} outputs are not {in_ch} x a square upscale")
-    return CompactConfig(
-        in_ch=in_ch, out_ch=in_ch, num_feat=num_feat, num_conv=len(convs) - 2, upscale=upscale
-    )
+    try:
+        return CompactConfig(
+            in_ch=in_ch, out_ch=in_ch, num_feat=num_feat, num_conv=len(convs) - 2, upscale=upscale
+        )
+    except ValueError as exc:
+        raise WeightsError(f"{source}: unsupported compact network ({exc})") from None
 
 
 def infer_config(sd: Mapping[str, torch.Tensor], *, source: str = "<state dict>") -> ArchConfig:
