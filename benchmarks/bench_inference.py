@@ -133,7 +133,7 @@ def main() -> None:
     x, source = _load_input(args)
     cfg = model.config
     print(
-        f"model {args.model}: RRDBNet x{cfg.scale}, {cfg.num_block} blocks, {cfg.num_feat} feat; "
+        f"model {args.model}: {cfg.summary()}; "
         f"input {x.shape[-1]}x{x.shape[-2]} ({source}); device {args.device}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}"
     )

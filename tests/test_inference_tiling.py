@@ -29,7 +29,7 @@ from esrgan.inference.tiling import (
     plan_tiles,
     tiled_apply,
 )
-from esrgan.models import RRDBNet
+from esrgan.models import RRDBNet, RRDBNetConfig
 
 
 def _tiny(seed: int = 0, **kw) -> RRDBNet:
@@ -246,10 +246,10 @@ def test_model_only_sees_tiles():
 
 
 def test_cost_model_scales_with_width_and_scale():
-    base = CostModel(num_feat=64, num_grow_ch=32, scale=4)
+    base = CostModel.for_config(RRDBNetConfig(num_feat=64, num_grow_ch=32, scale=4))
     fp32 = base.activation_bytes_per_pixel(dtype=torch.float32)
     assert fp32 == pytest.approx(12 * 64 * 16)
-    half = CostModel(num_feat=32, num_grow_ch=32, scale=4)
+    half = CostModel.for_config(RRDBNetConfig(num_feat=32, num_grow_ch=32, scale=4))
     assert half.activation_bytes_per_pixel(dtype=torch.float32) == pytest.approx(fp32 / 2)
     # CPU autocast keeps fp32 and bf16 copies; a GPU holding half weights needs half of its fp32.
     assert base.activation_bytes_per_pixel(dtype=torch.bfloat16) > fp32
@@ -258,15 +258,15 @@ def test_cost_model_scales_with_width_and_scale():
         gpu32 / 2
     )
     # x2 needs a quarter of x4's tail; x1 (pixel-unshuffle) is bounded by the body instead.
-    x2 = CostModel(num_feat=64, num_grow_ch=32, scale=2).activation_bytes_per_pixel(dtype=torch.float32)
+    x2 = CostModel.for_config(RRDBNetConfig(scale=2)).activation_bytes_per_pixel(dtype=torch.float32)
     assert x2 == pytest.approx(fp32 / 4)
-    assert CostModel.for_model(_tiny()) == CostModel(num_feat=8, num_grow_ch=4, scale=4)
+    assert CostModel.for_model(_tiny()) == CostModel.for_config(RRDBNetConfig(num_feat=8, num_grow_ch=4))
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
 def test_memory_estimate_grows_with_tile_image_and_batch(runtime, device_type):
-    cost = CostModel(num_feat=64, num_grow_ch=32, scale=4)
+    cost = CostModel.for_config(RRDBNetConfig())
     kw = {"dtype": torch.float32, "device_type": device_type, "runtime": runtime}
     sizes = [(0, 0), (16, 16), (32, 16), (32, 32), (100, 37), (256, 256), (1024, 1024)]
     for image in sizes[1:]:

@@ -84,7 +84,17 @@ def _discriminator(tmp: pathlib.Path) -> pathlib.Path:
 
 
 def _other_network(tmp: pathlib.Path) -> pathlib.Path:
-    # An SRVGG-like compact net (Real-ESRGAN's "animevideo" models): keys of another architecture.
+    # A SwinIR-like net: keys of an architecture this project does not have.
+    sd = {
+        "conv_first.weight": torch.randn(8, 3, 3, 3),
+        "layers.0.residual_group.blocks.0.attn.qkv.weight": torch.randn(24, 8),
+    }
+    save_file(sd, tmp / "swinir.safetensors")
+    return tmp / "swinir.safetensors"
+
+
+def _compact_without_slopes(tmp: pathlib.Path) -> pathlib.Path:
+    # Compact (SRVGGNetCompact) keys whose activation cannot be told from the weights.
     sd = {f"body.{i}.weight": torch.randn(8, 8, 3, 3) for i in range(0, 6, 2)}
     save_file(sd, tmp / "compact.safetensors")
     return tmp / "compact.safetensors"
@@ -157,7 +167,11 @@ BAD_FILES: dict[str, tuple[Maker, str]] = {
     "an image named .pth": (_png_named("photo.pth"), r"photo\.pth: this is a PNG image, not a weights file"),
     "wrong suffix": (_png_named("model.onnx"), r"model\.onnx: unsupported weights format '\.onnx'"),
     "a discriminator": (_discriminator, r"netD\.pth: not an RRDBNet generator"),
-    "another architecture": (_other_network, r"compact\.safetensors: not an RRDBNet generator"),
+    "another architecture": (_other_network, r"swinir\.safetensors: not an RRDBNet generator"),
+    "compact without activation": (
+        _compact_without_slopes,
+        r"compact\.safetensors: .*activation .* cannot be",
+    ),
     "NaN-filled": (_nan_filled, r"nan\.safetensors: .* NaN or infinite value\(s\).*refusing to use them"),
     "one inf": (_one_inf, r"inf\.pth: conv_last\.weight holds 1 NaN or infinite value\(s\) of 216"),
     "integer tensors": (_integer_tensors, r"ints\.pth: conv_first\.weight holds int32 values"),

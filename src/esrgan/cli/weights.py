@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from esrgan.cli._common import EXIT_FAILED, fail
 
-if TYPE_CHECKING:
-    from esrgan.models import RRDBNetConfig
-
 LAYOUT_HELP = "Layout of a .pth output: basicsr ({'params_ema': ...}), basicsr-params ({'params': ...}), old."
-
-
-def _arch_summary(config: RRDBNetConfig) -> str:
-    unshuffle = ", pixel-unshuffle" if config.pixel_unshuffle else ""
-    return (
-        f"RRDBNet x{config.scale} ({config.num_block} blocks, {config.num_feat} feat, "
-        f"growth {config.num_grow_ch}, {config.upsampler}{unshuffle})"
-    )
 
 
 def convert(
@@ -55,7 +44,7 @@ def convert(
     except (WeightsError, ValueError, OSError) as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     if not quiet:
-        typer.echo(f"{src} ({loaded.layout}) -> {dst} ({written}): {_arch_summary(loaded.config)}")
+        typer.echo(f"{src} ({loaded.layout}) -> {dst} ({written}): {loaded.config.summary()}")
 
 
 def info(
@@ -86,7 +75,7 @@ def info(
         return
     typer.echo(f"file:          {report['file']}")
     typer.echo(f"layout:        {report['layout']}")
-    typer.echo(f"architecture:  {_arch_summary(loaded.config)}")
+    typer.echo(f"architecture:  {loaded.config.summary()}")
     typer.echo("               " + ", ".join(f"{k}={v}" for k, v in architecture.items()))
     typer.echo(f"scale:         x{report['scale']}")
     typer.echo(f"parameters:    {report['parameters']:,} ({report['dtype']})")
@@ -122,7 +111,7 @@ def interpolate(
     except (WeightsError, ValueError, OSError) as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     if not quiet:
-        typer.echo(f"{out}: {1 - alpha:g} x {psnr} + {alpha:g} x {gan} ({_arch_summary(a.config)})")
+        typer.echo(f"{out}: {1 - alpha:g} x {psnr} + {alpha:g} x {gan} ({a.config.summary()})")
 
 
 def models() -> None:
@@ -132,7 +121,7 @@ def models() -> None:
     rows = [
         (
             name + (" (default)" if name == DEFAULT_MODEL else ""),
-            _arch_summary(entry.architecture),
+            entry.architecture.summary(),
             availability(entry),
             entry.source,
         )

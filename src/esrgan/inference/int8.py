@@ -232,7 +232,7 @@ def _convolutions(model: Any) -> tuple[list[str], int]:
 def quantize_int8(
     model: nn.Module, path: str | Path, *, max_drop: float = DEFAULT_MAX_DROP_DB, progress: bool = False
 ) -> Int8Model:
-    """Quantise `model` (an RRDBNet-style generator with `.scale`) to an int8 OpenVINO IR at `path`
+    """Quantise `model` (a generator with `.scale`: RRDBNet, SRVGGNetCompact) to an int8 OpenVINO IR at `path`
     (.xml plus .bin plus a .json report), keeping the PSNR-Y drop on the validation crops within
     `max_drop` dB; written atomically. `progress`: show NNCF's progress bars on stderr (they are
     discarded otherwise)."""
@@ -250,7 +250,7 @@ def quantize_int8(
     path = Path(path)
     scale = getattr(model, "scale", None)
     if not isinstance(scale, int) or scale < 1:
-        raise Int8Error("int8 needs a model with an integer .scale (an RRDBNet)")
+        raise Int8Error("int8 needs a generator with an integer .scale")
     if not max_drop > 0:
         raise Int8Error(f"max_drop must be positive, got {max_drop}")
     start = time.monotonic()

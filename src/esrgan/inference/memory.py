@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from esrgan.models import ArchConfig
+
 # Peak bytes of activations per (input pixel x num_feat x scale^2), measured on this code's RRDBNet as
 # the rise of peak RSS (CPU) or torch's peak allocation (CUDA, H100) over one tile: the x4/x8
 # upsampling tail dominates (the nearest-upsampled map, the conv output and the previous stage's map
@@ -81,50 +83,46 @@ def format_memory(n: float) -> str:
 
 @dataclass(frozen=True)
 class CostModel:
-    """Memory cost of upscaling an image in tiles; see `activation_bytes_per_pixel` and `peak_bytes`."""
+    """Memory cost of upscaling an image in tiles; see `activation_bytes_per_pixel` and `peak_bytes`.
+    Channels, from the generator's `activation_channels`: held per output pixel by the upsampling tail,
+    per input pixel by the body, and per input pixel by the widest single activation."""
 
-    num_feat: int
-    num_grow_ch: int
+    tail_channels: float
+    body_channels: float
+    widest_channels: int
     scale: int
-    unshuffle: int = 1
     in_ch: int = 3
     out_ch: int = 3
 
     @classmethod
     def for_model(cls, model: torch.nn.Module) -> CostModel:
         cfg = getattr(model, "config", None)
-        if cfg is None:
-            raise ValueError("tile='auto' needs a model with a .config (RRDBNet); pass an explicit tile size")
-        return cls(
-            num_feat=cfg.num_feat,
-            num_grow_ch=cfg.num_grow_ch,
-            scale=cfg.scale,
-            unshuffle=getattr(model, "unshuffle_factor", 1),
-            in_ch=getattr(cfg, "in_ch", 3),
-            out_ch=getattr(cfg, "out_ch", getattr(cfg, "in_ch", 3)),
-        )
+        if cfg is None or not hasattr(cfg, "activation_channels"):
+            raise ValueError("tile='auto' needs a generator with a .config; pass an explicit tile size")
+        return cls.for_config(cfg)
+
+    @classmethod
+    def for_config(cls, cfg: ArchConfig) -> CostModel:
+        tail, body, widest = cfg.activation_channels()
+        return cls(tail, body, widest, cfg.scale, cfg.in_ch, cfg.out_ch)
 
     def activation_bytes_per_pixel(
         self, *, dtype: torch.dtype, device_type: str = "cpu", runtime: str = "torch"
     ) -> float:
         """Peak activation bytes per input pixel of a tile (batch 1).
 
-        max(upsampling tail ~ k * num_feat * scale^2, RRDB body ~ k * (2 num_feat + 4 num_grow) / u^2)
-        with k measured per device, runtime and precision (see `_BYTES_PER_PIXEL`). The body term (the
-        widest dense-block concatenation, num_feat + 4 num_grow channels, with its neighbours) only
-        matters for x1 and x2 models, whose tail is small.
+        max(tail ~ k * tail_channels * scale^2, body ~ k * body_channels), k measured per device,
+        runtime and precision (see `_BYTES_PER_PIXEL`). An RRDBNet's body term (its widest dense-block
+        concatenation with neighbours) only matters for x1 and x2 models, whose tail is small.
         """
         kind = "fp32" if dtype == torch.float32 else "half"
         where = "cpu" if device_type == "cpu" else "device"
         k = _BYTES_PER_PIXEL.get((where, runtime, kind)) or _BYTES_PER_PIXEL[(where, "torch", kind)]
-        tail = k * self.num_feat * self.scale**2
-        body = k * (2 * self.num_feat + 4 * self.num_grow_ch) / self.unshuffle**2
-        return max(tail, body)
+        return max(k * self.tail_channels * self.scale**2, k * self.body_channels)
 
     def max_tile_pixels(self) -> int:
         """Largest tile area (input pixels) whose widest activation stays under int32 indexing."""
-        widest = max(self.num_feat * self.scale**2, self.num_feat + 4 * self.num_grow_ch)
-        return _MAX_ELEMENTS // widest
+        return _MAX_ELEMENTS // self.widest_channels
 
     def max_tile_for_elements(self) -> int:
         return math.isqrt(self.max_tile_pixels())

@@ -84,7 +84,7 @@ def resolve_precision_and_runtime(
         if wanted_runtime == "onnxruntime":
             raise ValueError("precision int8 runs on OpenVINO, not ONNX Runtime (leave --runtime at auto)")
         if getattr(model, "config", None) is None:
-            raise ValueError("precision int8 needs an RRDBNet-style generator")
+            raise ValueError("precision int8 needs a generator with a .config (RRDBNet, SRVGGNetCompact)")
         if not int8_available():
             raise DeviceError("precision int8 needs OpenVINO and NNCF: pip install 'esrgan[int8]'")
         return torch.float32, "openvino"

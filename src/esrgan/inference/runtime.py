@@ -29,7 +29,7 @@ def onnxruntime_available() -> bool:
 def resolve_runtime(name: str, *, model: nn.Module, device: torch.device, dtype: torch.dtype) -> str:
     """`torch` or `onnxruntime` for runtime `name` (`auto|torch|onnxruntime`).
 
-    `auto` is ONNX Runtime for fp32 on the CPU with an RRDBNet-style model (one with a `.config`) of at
+    `auto` is ONNX Runtime for fp32 on the CPU with a generator (a model with a `.config`) of at
     least `AUTO_ONNX_MIN_PARAMETERS` when onnxruntime is installed, else PyTorch. Asking for
     `onnxruntime` anywhere else is a ValueError.
     """

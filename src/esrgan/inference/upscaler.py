@@ -43,7 +43,7 @@ from esrgan.io import ImageData
 
 
 class Upscaler:
-    """Tiled, precision-aware inference around an upscaling model (e.g. `RRDBNet`).
+    """Tiled, precision-aware inference around an upscaling model (e.g. `RRDBNet`, `SRVGGNetCompact`).
 
     `tile` bounds the side of the input patches the model sees (input pixels): `"auto"` plans tiles
     from a memory budget (`max_memory` bytes, else half of what is free; see `plan_for`), `0`
@@ -88,7 +88,7 @@ class Upscaler:
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         scale = getattr(model, "scale", None)
         if not isinstance(scale, int) or scale < 1:
-            raise ValueError("model must expose an integer .scale >= 1 (as RRDBNet does)")
+            raise ValueError("model must expose an integer .scale >= 1 (as the generators do)")
         if isinstance(tile, str):
             if tile.strip().lower() != "auto":
                 raise ValueError(f"tile must be 'auto' or an integer >= 0, got {tile!r}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from esrgan.models.arch import Generator
 
 Upsampler = Literal["nearest+conv", "pixelshuffle"]
 SUPPORTED_SCALES = (1, 2, 4, 8)
@@ -84,6 +86,7 @@ class RRDB(nn.Module):
 class RRDBNetConfig:
     """Architecture hyper-parameters; enough to rebuild an `RRDBNet` (stored as weights metadata)."""
 
+    arch: ClassVar[str] = "rrdbnet"
     in_ch: int = 3
     out_ch: int = 3
     num_feat: int = 64
@@ -97,15 +100,73 @@ class RRDBNetConfig:
     pixel_unshuffle: bool = False
 
     def to_dict(self) -> dict[str, object]:
+        # No "arch" entry: files and checkpoints written before other architectures existed have none.
         return asdict(self)
 
+    @property
+    def input_multiple(self) -> int:
+        return 4 // self.scale if self.pixel_unshuffle else 1
 
-class RRDBNet(nn.Module):
+    def activation_channels(self) -> tuple[float, float, int]:
+        # Measured (see esrgan.inference.tiling): the upsampling tail holds ~num_feat channels per output
+        # pixel; the body the widest dense-block concatenation with its neighbours, on the folded grid.
+        u = self.input_multiple
+        body = (2 * self.num_feat + 4 * self.num_grow_ch) / u**2
+        return (
+            float(self.num_feat),
+            body,
+            max(self.num_feat * self.scale**2, self.num_feat + 4 * self.num_grow_ch),
+        )
+
+    def summary(self) -> str:
+        unshuffle = ", pixel-unshuffle" if self.pixel_unshuffle else ""
+        return (
+            f"RRDBNet x{self.scale} ({self.num_block} blocks, {self.num_feat} feat, "
+            f"growth {self.num_grow_ch}, {self.upsampler}{unshuffle})"
+        )
+
+    def build(self) -> RRDBNet:
+        return RRDBNet.from_config(self)
+
+    def state_dict_shapes(self) -> dict[str, tuple[int, ...]]:
+        """ValueError for a combination RRDBNet refuses (metadata is read without validation)."""
+        if self.scale not in SUPPORTED_SCALES:
+            raise ValueError(f"unsupported scale {self.scale!r}: RRDBNet supports {SUPPORTED_SCALES}")
+        if self.pixel_unshuffle != (self.scale == 1) and not (self.pixel_unshuffle and self.scale == 2):
+            raise ValueError(f"pixel_unshuffle={self.pixel_unshuffle} does not go with scale {self.scale}")
+        if self.upsampler not in ("nearest+conv", "pixelshuffle"):
+            raise ValueError(f"unknown upsampler {self.upsampler!r}")
+        fold = self.input_multiple
+        nf, gc = self.num_feat, self.num_grow_ch
+        shapes: dict[str, tuple[int, ...]] = {}
+
+        def conv(name: str, cin: int, cout: int) -> None:
+            shapes[f"{name}.weight"] = (cout, cin, 3, 3)
+            shapes[f"{name}.bias"] = (cout,)
+
+        conv("conv_first", self.in_ch * fold * fold, nf)
+        for b in range(self.num_block):
+            for d in range(self.num_dense):
+                for m in range(self.num_convs):
+                    cout = nf if m == self.num_convs - 1 else gc
+                    conv(f"body.{b}.rdb{d + 1}.conv{m + 1}", nf + m * gc, cout)
+        conv("conv_body", nf, nf)
+        up_out = 4 * nf if self.upsampler == "pixelshuffle" else nf
+        for i in range(int(math.log2(self.scale * fold))):
+            conv(f"conv_up{i + 1}", nf, up_out)
+        conv("conv_hr", nf, nf)
+        conv("conv_last", nf, self.out_ch)
+        return shapes
+
+
+class RRDBNet(Generator):
     """ESRGAN generator.
 
     Upsampling runs in stages of x2 (`conv_up1`, `conv_up2`, `conv_up3`). With `pixel_unshuffle=True`
     (BasicSR's x1/x2 models) the input is space-to-depth folded by `4 // scale` and an x4 body is used.
     """
+
+    config: RRDBNetConfig
 
     def __init__(
         self,
@@ -218,8 +279,3 @@ class RRDBNet(nn.Module):
             else:
                 feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
-
-    @property
-    def input_multiple(self) -> int:
-        """Input height/width must be a multiple of this (pixel-unshuffle)."""
-        return self.unshuffle_factor

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from esrgan.inference import Upscaler, resolve_device
 from esrgan.inference.precision import resolve_precision_and_runtime
 from esrgan.inference.tiling import default_tile_overlap
-from esrgan.models import RRDBNet
+from esrgan.models import Generator
 from esrgan.serving.settings import BICUBIC, ServeSettings, model_name
 from esrgan.weights import load_generator
 
@@ -33,9 +33,8 @@ class ModelInfo:
         }
 
 
-def _describe(model: RRDBNet, spec: str) -> str:
-    c = model.config
-    return f"RRDBNet x{c.scale}, {c.num_block} blocks, {c.num_feat} features ({spec})"
+def _describe(model: Generator, spec: str) -> str:
+    return f"{model.config.summary()} ({spec})"
 
 
 class ModelRegistry:
@@ -49,7 +48,7 @@ class ModelRegistry:
     def __init__(
         self,
         *,
-        generators: Mapping[str, RRDBNet],
+        generators: Mapping[str, Generator],
         specs: Mapping[str, str] | None = None,
         default: str,
         device: str = "auto",

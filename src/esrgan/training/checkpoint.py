@@ -28,7 +28,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from esrgan.models import RRDBNet
+from esrgan.models import Generator
 from esrgan.training.config import Config
 from esrgan.training.ema import ModelEMA
 from esrgan.training.errors import TrainingError, io_reason
@@ -64,7 +64,7 @@ class StageState(Protocol):
     @property
     def total(self) -> int: ...
     @property
-    def g(self) -> RRDBNet: ...
+    def g(self) -> Generator: ...
     @property
     def opt_g(self) -> Optimizer: ...
     @property
@@ -78,7 +78,7 @@ class StageState(Protocol):
     @property
     def pool(self) -> PairPool | None: ...
 
-    ema: ModelEMA[RRDBNet] | None
+    ema: ModelEMA[Generator] | None
     iteration: int
     best: Best | None
     nonfinite_streak: int

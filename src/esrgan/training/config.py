@@ -22,9 +22,11 @@ from typing import Any, Literal
 from esrgan.data.degradation_config import DegradationConfig
 from esrgan.device import PRECISION_NAMES
 from esrgan.losses import GanLoss
-from esrgan.models import vgg_layer_names
+from esrgan.models import ArchConfig, CompactConfig, RRDBNetConfig
 from esrgan.training.config_checks import ConfigError, at_least, fail, require
+from esrgan.training.config_losses import ContentLossConfig, PerceptualLossConfig
 from esrgan.training.config_models import (
+    CompactGeneratorConfig,
     DiscriminatorConfig,
     GeneratorConfig,
     ModelConfig,
@@ -38,6 +40,7 @@ __all__ = [
     "METRICS",
     "STAGES",
     "CheckpointConfig",
+    "CompactGeneratorConfig",
     "Config",
     "ConfigError",
     "ContentLossConfig",
@@ -158,50 +161,6 @@ class TrainingConfig(StageConfig):
                 fail(name, f"must be increasing positive iterations, got {steps}")
         scalings = ("g_adversarial_loss_scaling", "g_content_loss_scaling", "g_perceptual_loss_scaling")
         require(self, lambda v: v >= 0, ">= 0", *scalings, "d_r1_weight")
-
-
-@dataclass(kw_only=True)
-class ContentLossConfig:
-    """Pixel loss between SR and HR."""
-
-    loss_f: Literal["l1", "l2"] = "l1"
-    """``l1`` (the paper) or ``l2``."""
-
-
-@dataclass(kw_only=True)
-class PerceptualLossConfig:
-    """VGG features before activation."""
-
-    layer_weights: dict[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
-    """Weight per VGG layer name (``conv5_4`` is the paper's)."""
-    normalize_input: bool = True
-    """Normalise inputs with the ImageNet mean/std first."""
-    normalize_loss: bool = False
-    """Divide the loss by the sum of the layer weights."""
-    arch: str = "vgg19"
-    """VGG variant (``vgg16``, ``vgg19``, ``vgg19_bn``, ...)."""
-    criterion: Literal["l1", "l2"] = "l1"
-    """Distance between feature maps."""
-    weights: str = "torchvision"
-    """VGG weights: a file, a URL or ``torchvision`` (the official URL)."""
-    feature_norm: Literal["none", "channel"] = "none"
-    """``channel``: compare unit-length feature vectors (LPIPS' normalisation, without its learned
-    heads) instead of raw activations; ``none`` is the paper's loss."""
-
-    def __post_init__(self) -> None:
-        if not self.layer_weights:
-            fail("layer_weights", "must name at least one layer")
-        try:
-            names = vgg_layer_names(self.arch)
-        except ValueError as exc:
-            fail("arch", str(exc))
-        for layer, w in self.layer_weights.items():
-            if layer not in names:
-                fail(f"layer_weights.{layer}", f"not a layer of {self.arch}")
-            if w < 0:
-                fail(f"layer_weights.{layer}", f"weight must be >= 0, got {w}")
-        if self.normalize_loss and sum(self.layer_weights.values()) <= 0:
-            fail("normalize_loss", "needs a positive sum of layer weights")
 
 
 @dataclass(kw_only=True)
@@ -361,6 +320,8 @@ class Config:
     """Which generator and discriminator architectures are trained."""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     """G's architecture; release weights carry it as metadata, so ``esrgan upscale`` needs no config."""
+    compact: CompactGeneratorConfig = field(default_factory=CompactGeneratorConfig)
+    """G's size when ``model.arch`` is ``compact``."""
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     """The VGG-style D's architecture (stage 2, ``model.discriminator: vgg``)."""
     unet_discriminator: UNetDiscriminatorConfig = field(default_factory=UNetDiscriminatorConfig)
@@ -403,6 +364,21 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
+
+    def generator_config(self) -> ArchConfig:
+        """The architecture of G that ``model.arch`` and its size section describe."""
+        if self.model.arch == "compact":
+            c = self.compact
+            ch = self.img_channels
+            return CompactConfig(
+                in_ch=ch,
+                out_ch=ch,
+                num_feat=c.num_feat,
+                num_conv=c.num_conv,
+                upscale=self.scale_factor,
+                act=c.act,
+            )
+        return RRDBNetConfig(**self.generator_kwargs())
 
     def generator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``esrgan.models.RRDBNet`` for this config."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from esrgan.models.compact import Activation
 from esrgan.training.config_checks import at_least, fail
 
-GeneratorArch = Literal["rrdbnet"]
+GeneratorArch = Literal["rrdbnet", "compact"]
 DiscriminatorArch = Literal["vgg", "unet"]
 
 
@@ -16,7 +17,8 @@ class ModelConfig:
     """Which generator and discriminator architectures a run trains."""
 
     arch: GeneratorArch = "rrdbnet"
-    """Generator: ``rrdbnet`` (ESRGAN's RRDBNet, sized by the ``generator`` section)."""
+    """Generator: ``rrdbnet`` (ESRGAN's RRDBNet, sized by the ``generator`` section) or ``compact``
+    (Real-ESRGAN's SRVGGNetCompact, sized by the ``compact`` section; several times faster)."""
     discriminator: DiscriminatorArch = "vgg"
     """Discriminator of stage 2: ``vgg`` (ESRGAN's VGG-style classifier, one logit per image, sized by
     ``discriminator``) or ``unet`` (Real-ESRGAN's U-Net with spectral norm, one logit per pixel, sized by
@@ -45,6 +47,22 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "rrdb_channels", "growth_channels", "num_basic_blocks", "num_dense_blocks")
         at_least(self, 2, "num_residual_blocks")
+
+
+@dataclass(kw_only=True)
+class CompactGeneratorConfig:
+    """SRVGGNetCompact hyper-parameters (Real-ESRGAN's names); defaults are realesr-general-x4v3's."""
+
+    num_feat: int = 64
+    """Feature channels of every body convolution."""
+    num_conv: int = 32
+    """Body convolutions after the first one (realesr-animevideov3 uses 16)."""
+    act: Activation = "prelu"
+    """Activation after each convolution; only PReLU has learned parameters."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "num_feat")
+        at_least(self, 0, "num_conv")
 
 
 @dataclass(kw_only=True)

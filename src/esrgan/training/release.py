@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
 
-from esrgan.models import RRDBNet
+from esrgan.models import Generator
 from esrgan.training.config import InterpolationConfig
 from esrgan.training.errors import TrainingError, io_reason
 from esrgan.weights import interpolate_state_dicts, load_generator, save_generator
@@ -29,7 +28,7 @@ class ReleaseWriter:
     written: dict[str, Path] = field(default_factory=dict)
 
     def write(
-        self, name: str, model: RRDBNet, *, stage: str, iteration: int, extra: dict[str, str] | None = None
+        self, name: str, model: Generator, *, stage: str, iteration: int, extra: dict[str, str] | None = None
     ) -> None:
         if not self.enabled:
             return
@@ -42,7 +41,7 @@ class ReleaseWriter:
         self.written[name] = path
 
 
-def interpolate(psnr_weights: str, gan: RRDBNet, alpha: float) -> RRDBNet:
+def interpolate(psnr_weights: str, gan: Generator, alpha: float) -> Generator:
     """ESRGAN network interpolation ``(1 - alpha) * G_psnr + alpha * G_gan`` as a new generator.
 
     ``psnr_weights`` (a file or zoo name) is loaded on the CPU; the result lives there too, whatever
@@ -53,7 +52,7 @@ def interpolate(psnr_weights: str, gan: RRDBNet, alpha: float) -> RRDBNet:
         sd = interpolate_state_dicts(psnr_model.state_dict(), gan.state_dict(), alpha)
     except (OSError, ValueError) as exc:
         raise TrainingError(f"network interpolation: {exc}") from exc
-    model = RRDBNet(**dataclasses.asdict(gan.config))
+    model = gan.config.build()
     model.load_state_dict(sd)
     return model
 

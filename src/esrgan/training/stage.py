@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from esrgan.data import AugmentConfig, make_train_dataset, make_val_dataset
 from esrgan.losses import ContentLoss, GanLoss, GeneratorLossWeights, PerceptualLoss, build_perceptual_loss
 from esrgan.metrics import LPIPS
-from esrgan.models import RRDBNet, UNetDiscriminatorSN, VGGStyleDiscriminator
+from esrgan.models import Generator, UNetDiscriminatorSN, VGGStyleDiscriminator, config_from_dict
 from esrgan.training import distributed as ddp
 from esrgan.training.checkpoint import TrainingState, restore_state
 from esrgan.training.config import Config, StageName
@@ -51,13 +51,13 @@ class Stage:
     name: StageName
     total: int
     """Iterations of the stage."""
-    g: RRDBNet
+    g: Generator
     g_train: nn.Module
     """``g``, or its DDP wrapper: what the training step calls."""
     opt_g: Optimizer
     sched_g: LRScheduler
     scaler_g: torch.amp.GradScaler
-    ema: ModelEMA[RRDBNet] | None
+    ema: ModelEMA[Generator] | None
     gan: GanParts | None = None
     """Set in the GAN stage only."""
     psnr_weights: str | None = None
@@ -211,19 +211,18 @@ def build_stage(
     sc = cfg.stage(stage)
     total = stage_length(cfg, stage, num_items)
     if state is not None:
-        g, psnr_weights = RRDBNet(**state.generator_config), state.psnr_weights
+        g, psnr_weights = config_from_dict(state.generator_config).build(), state.psnr_weights
     elif stage == "pretrain" and cfg.pretraining.init_weights is not None:
         g, _ = _starting_generator(cfg, rt, cfg.pretraining.init_weights, weights_dir, progress=progress)
         psnr_weights = None
-        got = dataclasses.asdict(g.config)
-        if any(got.get(k) != v for k, v in cfg.generator_kwargs().items()):
+        if g.config.to_dict() != cfg.generator_config().to_dict():
             raise TrainingError(
-                f"pretraining.init_weights: {cfg.pretraining.init_weights} is {g.config}, which the "
-                "generator section does not describe"
+                f"pretraining.init_weights: {cfg.pretraining.init_weights} is {g.config.summary()}, which "
+                "the generator section does not describe"
             )
     elif stage == "pretrain":
         torch.manual_seed(cfg.seed)
-        g, psnr_weights = RRDBNet(**cfg.generator_kwargs()), None
+        g, psnr_weights = cfg.generator_config().build(), None
     else:
         g, psnr_weights = _starting_generator(cfg, rt, generator, weights_dir, progress=progress)
     g = rt.place(g).train()
@@ -300,7 +299,7 @@ def _discriminator(cfg: Config, rt: Runtime) -> GanParts:
 
 def _starting_generator(
     cfg: Config, rt: Runtime, spec: str | None, weights_dir: Path, *, progress: bool
-) -> tuple[RRDBNet, str]:
+) -> tuple[Generator, str]:
     """The PSNR-oriented G the GAN stage starts from, and where it came from (for interpolation)."""
     if spec is None:
         suffix = "_ema" if cfg.interpolation.use_ema and cfg.ema.enabled else ""
@@ -317,7 +316,9 @@ def _starting_generator(
         raise TrainingError(f"--generator: {exc}") from exc
     if g.scale != cfg.scale_factor:
         raise TrainingError(f"{spec}: generator is x{g.scale} but scale_factor is {cfg.scale_factor}")
+    if g.config.arch != cfg.model.arch:
+        raise TrainingError(f"{spec}: generator is {g.config.arch} but model.arch is {cfg.model.arch}")
     # A fresh module keeps the loaded weights but none of the loader's module state (eval mode, hooks).
-    fresh = RRDBNet(**dataclasses.asdict(g.config))
+    fresh = g.config.build()
     fresh.load_state_dict(g.state_dict())
     return fresh, spec

@@ -6,7 +6,9 @@ Layouts understood (the returned layout name in brackets):
   (DataParallel) or `_orig_mod.` (torch.compile);
 - xinntao/ESRGAN's 2019 `RRDB_trunk.N.RDBk.convM`, `trunk_conv`, `upconvN`, `HRconv` ["esrgan"];
 - the original 2018 sequential `model.0`, `model.1.sub.N.RDBk.convM.0`, `model.1.sub.<nb>`,
-  `model.3/6/8/10` ["esrgan-old"].
+  `model.3/6/8/10` ["esrgan-old"];
+- Real-ESRGAN's SRVGGNetCompact `body.N` (convs at even N, PReLU slopes at odd N) ["compact"], with the
+  same wrappers (realesr-general-x4v3 and realesr-animevideov3 are saved as `{"params": ...}`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import fields
 
 import torch
 
-from esrgan.models import SUPPORTED_SCALES, RRDBNetConfig
+from esrgan.models import ArchConfig, CompactConfig, RRDBNetConfig, config_from_dict
 from esrgan.models.rrdbnet import Upsampler
 from esrgan.weights.errors import WeightsError
 
@@ -118,8 +119,13 @@ def _convert_trunk(sd: dict[str, torch.Tensor], source: str) -> dict[str, torch.
     return out
 
 
+_COMPACT_KEY = re.compile(r"^body\.(\d+)\.(weight|bias)$")
+
+
 def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
     keys = list(sd)
+    if keys and "conv_first.weight" not in sd and all(_COMPACT_KEY.match(k) for k in keys):
+        return "compact"
     if any(k.startswith("model.1.sub.") for k in keys):
         return "esrgan-old"
     if any(k.startswith("RRDB_trunk.") for k in keys) or "trunk_conv.weight" in sd:
@@ -127,8 +133,44 @@ def detect_layout(sd: Mapping[str, torch.Tensor]) -> str:
     return "basicsr"
 
 
-def infer_config(sd: Mapping[str, torch.Tensor], *, source: str = "<state dict>") -> RRDBNetConfig:
-    """Architecture of a canonical (BasicSR-key) state dict, from tensor shapes alone."""
+def infer_compact_config(sd: Mapping[str, torch.Tensor], *, source: str = "<state dict>") -> CompactConfig:
+    """SRVGGNetCompact's architecture from the shapes of its `body.N` tensors.
+
+    Only PReLU has parameters, so ReLU and LeakyReLU networks (convs at every second index, nothing in
+    between) cannot be told apart: those need the architecture from metadata.
+    """
+    convs = sorted(
+        int(m[1]) for k in sd if (m := _COMPACT_KEY.match(k)) and k.endswith(".weight") and sd[k].ndim == 4
+    )
+    slopes = sorted(
+        int(m[1]) for k in sd if (m := _COMPACT_KEY.match(k)) and sd[k].ndim == 1 and k.endswith(".weight")
+    )
+    if len(convs) < 2 or convs != list(range(0, 2 * len(convs), 2)):
+        raise WeightsError(
+            f"{source}: compact body convolutions are not at body.0, body.2, ... ({convs[:4]})"
+        )
+    if not slopes:
+        raise WeightsError(
+            f"{source}: compact network without PReLU slopes: its activation (relu or leakyrelu) cannot be "
+            "inferred from the weights"
+        )
+    num_feat, in_ch = (int(v) for v in sd["body.0.weight"].shape[:2])
+    last = int(sd[f"body.{convs[-1]}.weight"].shape[0])
+    upscale = math.isqrt(last // in_ch) if in_ch > 0 else 0
+    if upscale < 1 or in_ch * upscale * upscale != last:
+        raise WeightsError(f"{source}: the last conv's {last} outputs are not {in_ch} x a square upscale")
+    try:
+        return CompactConfig(
+            in_ch=in_ch, out_ch=in_ch, num_feat=num_feat, num_conv=len(convs) - 2, upscale=upscale
+        )
+    except ValueError as exc:
+        raise WeightsError(f"{source}: unsupported compact network ({exc})") from None
+
+
+def infer_config(sd: Mapping[str, torch.Tensor], *, source: str = "<state dict>") -> ArchConfig:
+    """Architecture of a canonical (BasicSR-key or compact) state dict, from tensor shapes alone."""
+    if detect_layout(sd) == "compact":
+        return infer_compact_config(sd, source=source)
     for key in ("conv_first.weight", "conv_body.weight", "conv_hr.weight", "conv_last.weight"):
         if key not in sd:
             raise WeightsError(f"{source}: missing {key}: not an RRDBNet generator")
@@ -178,54 +220,26 @@ def infer_config(sd: Mapping[str, torch.Tensor], *, source: str = "<state dict>"
     )
 
 
-def config_from_metadata(metadata: Mapping[str, str] | None, *, source: str) -> RRDBNetConfig | None:
+def config_from_metadata(metadata: Mapping[str, str] | None, *, source: str) -> ArchConfig | None:
     """The architecture stored by `save_generator`, or None when the file has none."""
     if not metadata or ARCH_KEY not in metadata:
         return None
     try:
         raw = json.loads(metadata[ARCH_KEY])
-        known = {f.name for f in fields(RRDBNetConfig)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown fields {sorted(unknown)}")
-        return RRDBNetConfig(**raw)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        return config_from_dict(raw)
     except (ValueError, TypeError) as exc:
         raise WeightsError(f"{source}: unreadable {ARCH_KEY} metadata ({exc})") from None
 
 
-def expected_shapes(config: RRDBNetConfig) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of RRDBNet(config)'s state dict, without building (and initialising) the model."""
-    if config.scale not in SUPPORTED_SCALES:
-        raise ValueError(f"unsupported scale {config.scale!r}: RRDBNet supports {SUPPORTED_SCALES}")
-    if config.pixel_unshuffle != (config.scale == 1) and not (config.pixel_unshuffle and config.scale == 2):
-        raise ValueError(f"pixel_unshuffle={config.pixel_unshuffle} does not go with scale {config.scale}")
-    if config.upsampler not in ("nearest+conv", "pixelshuffle"):
-        raise ValueError(f"unknown upsampler {config.upsampler!r}")
-    fold = 4 // config.scale if config.pixel_unshuffle else 1
-    nf, gc = config.num_feat, config.num_grow_ch
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def conv(name: str, cin: int, cout: int) -> None:
-        shapes[f"{name}.weight"] = (cout, cin, 3, 3)
-        shapes[f"{name}.bias"] = (cout,)
-
-    conv("conv_first", config.in_ch * fold * fold, nf)
-    for b in range(config.num_block):
-        for d in range(config.num_dense):
-            for m in range(config.num_convs):
-                cout = nf if m == config.num_convs - 1 else gc
-                conv(f"body.{b}.rdb{d + 1}.conv{m + 1}", nf + m * gc, cout)
-    conv("conv_body", nf, nf)
-    up_out = 4 * nf if config.upsampler == "pixelshuffle" else nf
-    for i in range(int(math.log2(config.scale * fold))):
-        conv(f"conv_up{i + 1}", nf, up_out)
-    conv("conv_hr", nf, nf)
-    conv("conv_last", nf, config.out_ch)
-    return shapes
+def expected_shapes(config: ArchConfig) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the network `config` describes, without building (and initialising) it."""
+    return config.state_dict_shapes()
 
 
-def check_fits(sd: Mapping[str, torch.Tensor], config: RRDBNetConfig, *, source: str) -> None:
-    """Raise WeightsError unless `sd` has exactly the keys and shapes of RRDBNet(config)."""
+def check_fits(sd: Mapping[str, torch.Tensor], config: ArchConfig, *, source: str) -> None:
+    """Raise WeightsError unless `sd` has exactly the keys and shapes of the network `config` describes."""
     try:
         expected = expected_shapes(config)
     except ValueError as exc:
@@ -267,8 +281,8 @@ def check_values(sd: Mapping[str, torch.Tensor], *, source: str) -> None:
 
 def canonicalize(
     sd: object, *, metadata: Mapping[str, str] | None = None, source: str = "<state dict>"
-) -> tuple[dict[str, torch.Tensor], RRDBNetConfig, str]:
-    """Return (state dict with BasicSR keys, inferred architecture, source layout name).
+) -> tuple[dict[str, torch.Tensor], ArchConfig, str]:
+    """Return (state dict with BasicSR or compact keys, inferred architecture, source layout name).
 
     `sd` is a state dict or any checkpoint object holding one, as loaded from a file (see `unwrap`).
 
@@ -281,7 +295,7 @@ def canonicalize(
         tensors = _convert_old(tensors, source)
     elif layout == "esrgan":
         tensors = _convert_trunk(tensors, source)
-    else:
+    elif layout == "basicsr":
         stray = [k for k in tensors if not _BASICSR_KEY.match(k)]
         if stray:
             raise WeightsError(

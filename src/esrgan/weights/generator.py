@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from esrgan.models import RRDBNet
+from esrgan.models import Generator
 from esrgan.weights.errors import WeightsError
 from esrgan.weights.io import SUPPORTED_SUFFIXES, LoadedWeights, load_weights
 from esrgan.weights.zoo import REGISTRY, load_zoo_weights
@@ -26,11 +26,11 @@ def resolve_weights(
     return load_weights(path)
 
 
-def build_generator(weights: LoadedWeights) -> RRDBNet:
-    """RRDBNet with the weights loaded strictly, in eval mode."""
+def build_generator(weights: LoadedWeights) -> Generator:
+    """The generator `weights.config` describes, with the weights loaded strictly, in eval mode."""
     # Built on the meta device: random initialisation of 16M parameters would be thrown away at once.
     with torch.device("meta"):
-        model = RRDBNet.from_config(weights.config)
+        model = weights.config.build()
     state = {k: v.detach().to(torch.float32) for k, v in weights.state_dict.items()}
     try:
         model.load_state_dict(state, strict=True, assign=True)
@@ -42,7 +42,7 @@ def build_generator(weights: LoadedWeights) -> RRDBNet:
 
 def load_generator(
     spec: str | os.PathLike[str], *, cache_dir: Path | None = None, progress: bool = True
-) -> RRDBNet:
+) -> Generator:
     """Load a generator (strictly, eval mode) from a path in any supported format or a registered name.
 
     `cache_dir` is the folder for converted and downloaded zoo files (default `user_cache_dir()/models`,
@@ -101,7 +101,7 @@ def interpolate_generators(
     *,
     cache_dir: Path | None = None,
     progress: bool = True,
-) -> RRDBNet:
+) -> Generator:
     """Generator whose weights interpolate a PSNR-oriented and a GAN model of the same architecture."""
     sd, a, _ = interpolate_weights(psnr_spec, gan_spec, alpha, cache_dir=cache_dir, progress=progress)
     return build_generator(LoadedWeights(sd, a.config, a.layout, {}, a.path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from esrgan.models import RRDBNetConfig
-from esrgan.weights.canonical import canonicalize
+from esrgan.models import ArchConfig
+from esrgan.weights.canonical import ARCH_KEY, canonicalize
 from esrgan.weights.errors import WeightsError
-from esrgan.weights.ncnn import load_ncnn
+from esrgan.weights.ncnn import read_ncnn
 
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
 NCNN_SUFFIXES = (".param", ".bin")
@@ -26,8 +27,8 @@ class LoadedWeights:
     """A generator's weights in canonical form, with what was learned about them."""
 
     state_dict: dict[str, torch.Tensor]
-    config: RRDBNetConfig
-    layout: str  # "basicsr", "esrgan", "esrgan-old", "esrgan-safetensors", "ncnn"
+    config: ArchConfig
+    layout: str  # "basicsr", "esrgan", "esrgan-old", "compact", "esrgan-safetensors", "ncnn"
     metadata: dict[str, str]
     path: Path
 
@@ -117,7 +118,11 @@ def read_weights_file(path: str | os.PathLike[str]) -> tuple[object, dict[str, s
         )
     if suffix in NCNN_SUFFIXES:
         param, bin_ = _ncnn_pair(path)
-        return load_ncnn(param, bin_), {}, True
+        sd, config = read_ncnn(param, bin_)
+        # The graph knows what the shapes cannot (a compact network's final resize): passed on the way
+        # our own files carry their architecture.
+        meta = {} if config is None else {ARCH_KEY: json.dumps(config.to_dict(), sort_keys=True)}
+        return sd, meta, True
     if path.is_dir():
         raise WeightsError(f"{path}: is a folder, not a weights file")
     if not path.is_file():

