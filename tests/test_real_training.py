@@ -95,3 +95,5 @@ def test_real_esrgan_recipe_trains_both_stages_and_resumes_exactly(shared: Path,
         assert all(torch.equal(wa[k], wb[k]) for k in wa), name
     logged = [r for r in _records(whole) if r["split"] == "train"]
     assert {"pretrain", "gan"} == {r["stage"] for r in logged}
+    # The share of wall time spent waiting for batches is logged (what says whether loading is the brake).
+    assert all(0.0 <= r["data_wait"] <= 1.0 for r in logged)

@@ -187,6 +187,9 @@ class ProgressLog:
     show_bar: bool
     window: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     t0: float = field(default_factory=time.perf_counter)
+    waited: float = 0.0
+    """Seconds this window's iterations spent waiting for their batch."""
+    window_t0: float = field(default_factory=time.perf_counter)
     bar: Any = field(init=False)
 
     def __post_init__(self) -> None:
@@ -195,9 +198,11 @@ class ProgressLog:
             disable=not self.show_bar, leave=False,
         )  # fmt: skip
 
-    def add(self, logs: dict[str, float]) -> None:
-        """One iteration done; ``logs`` (empty for a skipped step) join the window."""
+    def add(self, logs: dict[str, float], *, data_wait: float = 0.0) -> None:
+        """One iteration done; ``logs`` (empty for a skipped step) join the window; ``data_wait``: seconds
+        it waited for its batch."""
         self.bar.update(1)
+        self.waited += data_wait
         for k, v in logs.items():
             self.window[k].append(v)
 
@@ -206,19 +211,25 @@ class ProgressLog:
         means = {k: sum(v) / len(v) for k, v in sorted(self.window.items()) if v}
         values = {k: means.get(k, float("nan")) for k in TRAIN_KEYS[self.stage]}
         values.update({k: means[k] for k in OPTIONAL_TRAIN_KEYS[self.stage] if k in means})
+        now = time.perf_counter()
+        # Share of the window's wall time spent waiting for data: above a few percent, loading is the brake.
+        values["data_wait"] = self.waited / max(now - self.window_t0, 1e-9)
         values = ddp.mean_over_ranks(values, self.dist, self.device)
         values.update(lrs)
         self.logger.scalars(stage=self.stage, split="train", step=iteration, values=values)
         elapsed = time.perf_counter() - self.t0
         rate = (iteration - self.start) / elapsed if elapsed > 0 else float("nan")
         eta = (self.total - iteration) / rate if rate > 0 else float("nan")
-        shown = " ".join(f"{k} {v:.4g}" for k, v in values.items() if not k.startswith("lr"))
+        shown = " ".join(
+            f"{k} {v:.4g}" for k, v in values.items() if not k.startswith("lr") and k != "data_wait"
+        )
         self.bar.set_postfix_str(shown, refresh=False)
         self.say(
             f"{self.stage} {iteration}/{self.total} {shown} lr {values['lr_g']:.2e} "
-            f"{rate:.2f} it/s ETA {format_seconds(eta)}"
+            f"{rate:.2f} it/s data {100 * values['data_wait']:.0f}% ETA {format_seconds(eta)}"
         )
         self.window.clear()
+        self.waited, self.window_t0 = 0.0, now
 
     def close(self) -> None:
         self.bar.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,7 +281,9 @@ def _loop(run: _Run, s: Stage, loader: DataLoader[Any], validator: Validator) ->
                 )
                 return False
 
+            waited = time.perf_counter()
             batch = next(batches)
+            waited = time.perf_counter() - waited
             if s.pool is not None:
                 batch = s.pool(batch, iteration=s.iteration)
             result = train_step(s, rt.batch(batch), losses=run.losses, rt=rt)
@@ -289,7 +292,7 @@ def _loop(run: _Run, s: Stage, loader: DataLoader[Any], validator: Validator) ->
             lrs = s.learning_rates()  # the rates this iteration used, before the schedulers move on
             s.step_schedulers()
 
-            log.add(result.logs)
+            log.add(result.logs, data_wait=waited)
             if result.skipped:
                 _count_skip(run, s, result.skipped)
             else:
