@@ -1,4 +1,5 @@
-"""Release this project's trained generators into the package (`esrgan-x4-psnr`, `-gan`, `-interp`).
+"""Release this project's trained generators into the package (`esrgan-x4-psnr`, `-gan`, `-interp`, and
+the real-photo model `esrgan-x4-real` with `--real`).
 
     .venv/bin/python scripts/release_models.py --run runs/cpu_esrgan_x4 \
         --data-root ../shared/datasets --weights-root ../shared/weights
@@ -14,6 +15,11 @@ build the alpha-0.8 interpolation, store fp16 tensors when the fp16 model's outp
 from the fp32 output (else fp32), measure Set5/Set14 with `esrgan test` and write everything into the
 safetensors metadata. Prints the tensor sha256 values to pin in `esrgan.weights.zoo.REGISTRY`. `--sweep`
 also measures alpha 0, 0.2, ..., 1 on Set5/Set14 and draws the PSNR-vs-LPIPS curve.
+
+`--real` releases only `esrgan-x4-real` from a run of `configs/cpu_esrgan_x4_real.yaml`: the final raw,
+final EMA or best-on-validation generator of its GAN stage (`--real-stage pretrain`: of its L1 stage), by
+LPIPS on the whole `bsds100-real` set (the runs validated on 20 crops of it), measured on bsds100-real,
+Set5 and Set14.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ from pathlib import Path
 
 import torch
 
-from esrgan.models import RRDBNet
 from esrgan.weights import load_weights, save_state_dict
 from esrgan.weights.canonical import state_dict_sha256
 from esrgan.weights.generator import interpolate_state_dicts
@@ -55,18 +60,20 @@ def esrgan_test(
     return {name: d["mean"] for name, d in results["datasets"].items()}
 
 
-def choose(runs: list[Path], stem: str, key: str, args: argparse.Namespace, work: Path) -> Path:
+def choose(
+    runs: list[Path], stem: str, key: str, args: argparse.Namespace, work: Path, *, dataset: str = "bsds100"
+) -> Path:
     """The stage's final raw or EMA weights or its best-on-validation ones, of any of ``runs``, whichever
-    scores best on the whole BSDS500 val split (the runs validated on 20 crops of it)."""
+    scores best on the whole ``dataset`` (BSDS500 val; the runs validated on 20 crops of it)."""
     scores = {}
     for run in runs:
         for name in (stem, f"{stem}_ema", stem.replace("_g", "_best")):
             path = run / "weights" / f"{name}.safetensors"
             if path.is_file():
                 out = work / f"val_{run.name}_{name}"
-                val = esrgan_test(path, "bsds100", args, out, lpips=key == "lpips")
-                scores[path] = val["bsds100"][key]
-                print(f"  {run.name}/{path.name}: BSDS500 val {key} {scores[path]:.4f}")
+                val = esrgan_test(path, dataset, args, out, lpips=key == "lpips")
+                scores[path] = val[dataset][key]
+                print(f"  {run.name}/{path.name}: {dataset} {key} {scores[path]:.4f}")
     if not scores:
         raise SystemExit(
             f"{', '.join(map(str, runs))}: no weights/{stem}*.safetensors (has the stage finished?)"
@@ -75,7 +82,7 @@ def choose(runs: list[Path], stem: str, key: str, args: argparse.Namespace, work
     return best
 
 
-def fp16_ok(sd: dict[str, torch.Tensor], arch: RRDBNet) -> tuple[bool, float]:
+def fp16_ok(sd: dict[str, torch.Tensor], arch: torch.nn.Module) -> tuple[bool, float]:
     """Whether fp16 storage keeps the output within 50 dB of fp32 (on a smooth + noisy test pattern)."""
     gen = torch.Generator().manual_seed(0)
     x = (torch.linspace(0, 1, 64)[None, None, :, None] * torch.ones(1, 3, 64, 64)).clamp(0, 1)
@@ -91,14 +98,21 @@ def fp16_ok(sd: dict[str, torch.Tensor], arch: RRDBNet) -> tuple[bool, float]:
 
 
 def release(
-    name: str, sd: dict[str, torch.Tensor], config, meta: dict[str, str], args: argparse.Namespace, work: Path
+    name: str,
+    sd: dict[str, torch.Tensor],
+    config,
+    meta: dict[str, str],
+    args: argparse.Namespace,
+    work: Path,
+    *,
+    datasets: str = "set5,set14",
 ) -> dict:
-    ok, db = fp16_ok(sd, RRDBNet(**config.to_dict()).eval())
+    ok, db = fp16_ok(sd, config.build().eval())
     stored = {k: (v.half() if ok else v.float()) for k, v in sd.items()}
     target = args.out / f"{name}.safetensors"
     meta = {**meta, "esrgan.name": name, "storage": "fp16" if ok else "fp32", "fp16_vs_fp32_db": f"{db:.1f}"}
     save_state_dict(stored, config, target, metadata=meta)
-    scores = esrgan_test(target, "set5,set14", args, work / f"test_{name}")
+    scores = esrgan_test(target, datasets, args, work / f"test_{name}")
     for ds, m in scores.items():
         for key in ("psnr_y", "ssim_y", "lpips"):
             meta[f"{ds}_{key}"] = f"{m[key]:.4f}"
@@ -170,7 +184,9 @@ def training_data(config_file: Path) -> str:
         sc = cfg.get(stage, {})
         train, val = "+".join(sc.get("train_datasets", [])), "+".join(sc.get("val_datasets", []))
         parts.append(f"{stage}: train {train}, val {val}")
-    return f"{'; '.join(parts)}; x{cfg.get('scale_factor')} MATLAB bicubic LR made on the fly"
+    real = cfg.get("data", {}).get("degradation") == "realesrgan"
+    lr = "Real-ESRGAN second-order degradations" if real else "MATLAB bicubic LR"
+    return f"{'; '.join(parts)}; x{cfg.get('scale_factor')} {lr} made on the fly"
 
 
 def base_metadata(run: Path) -> dict[str, str]:
@@ -181,6 +197,22 @@ def base_metadata(run: Path) -> dict[str, str]:
         "training_data": training_data(config_file),
         "evaluation": "esrgan test, x4, Y channel BT.601, border 4, LR regenerated from HR",
     }
+
+
+def release_real(args: argparse.Namespace, work: Path) -> dict:
+    stem = "gan_g" if args.real_stage == "gan" else "pretrain_g"
+    print(f"choosing the real-photo model ({stem}) on bsds100-real")
+    path = choose(args.run, stem, "lpips", args, work, dataset="bsds100-real")
+    model = load_weights(path)
+    meta = {
+        **base_metadata(path.parent.parent),
+        "evaluation": "esrgan test, x4; bsds100-real: its degraded LR; Set5/Set14: LR regenerated from HR",
+        "train_run": f"{path.parent.parent.name}/{path.name}",
+        **{f"train_{k}": v for k, v in model.metadata.items() if k in ("stage", "iteration")},
+    }
+    return release(
+        "esrgan-x4-real", model.state_dict, model.config, meta, args, work, datasets="bsds100-real,set5,set14"
+    )
 
 
 def main() -> None:
@@ -200,6 +232,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("src/esrgan/weights/release"))
     p.add_argument("--figures", type=Path, default=Path("docs/images"))
     p.add_argument("--psnr-only", action="store_true", help="release only esrgan-x4-psnr (stage 1 done)")
+    p.add_argument("--real", action="store_true", help="release only esrgan-x4-real (see above)")
+    p.add_argument("--real-stage", choices=("gan", "pretrain"), default="gan", help="stage --real takes")
     p.add_argument("--sweep", action="store_true", help="also measure the alpha sweep and draw it")
     p.add_argument(
         "--redraw-sweep", action="store_true",
@@ -221,6 +255,10 @@ def main() -> None:
     summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if args.real:
+            summary["esrgan-x4-real"] = release_real(args, work)
+            print(json.dumps(summary, indent=1))
+            return
         if args.psnr_model:
             psnr_path = args.psnr_model
             psnr = load_weights(psnr_path)
