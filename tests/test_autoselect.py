@@ -58,27 +58,17 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
 
 
 def test_candidates_follow_the_cpu_the_request_and_the_measured_int8_drop():
-    every = dict(have_onnxruntime=True, have_openvino=True)
-    names = lambda cs: [c.name for c in cs]  # noqa: E731
-    plain = candidates_for(precision="auto", runtime="auto", native_bf16=False, int8_allowed=False, **every)
-    assert names(plain) == ["torch-fp32", "onnxruntime-fp32", "openvino-fp32"]
-    amx = candidates_for(precision="auto", runtime="auto", native_bf16=True, int8_allowed=True, **every)
-    assert names(amx) == list(CANDIDATES)
-    emulated_int8 = candidates_for(precision="auto", runtime="auto", native_bf16=False, int8_allowed=True, **every)
-    assert "openvino-int8" in names(emulated_int8) and "openvino-int8-bf16" not in names(emulated_int8)
-    fp32 = candidates_for(precision="fp32", runtime="auto", native_bf16=True, int8_allowed=True, **every)
-    assert {c.precision for c in fp32} == {"fp32"}
-    torch_only = candidates_for(precision="auto", runtime="torch", native_bf16=True, int8_allowed=True, **every)
-    assert names(torch_only) == ["torch-fp32", "torch-bf16"]
-    bare = candidates_for(
-        precision="auto",
-        runtime="auto",
-        native_bf16=True,
-        int8_allowed=False,
-        have_onnxruntime=False,
-        have_openvino=False,
-    )
-    assert names(bare) == ["torch-fp32", "torch-bf16"]
+    def names(precision: str = "auto", runtime: str = "auto", **facts: bool) -> list[str]:
+        given = dict(native_bf16=True, int8_allowed=True, have_onnxruntime=True, have_openvino=True) | facts
+        return [c.name for c in candidates_for(precision=precision, runtime=runtime, **given)]
+
+    assert names(native_bf16=False, int8_allowed=False) == ["torch-fp32", "onnxruntime-fp32", "openvino-fp32"]
+    assert names() == list(CANDIDATES)
+    no_bf16 = names(native_bf16=False)
+    assert "openvino-int8" in no_bf16 and "openvino-int8-bf16" not in no_bf16
+    assert {CANDIDATES[n].precision for n in names(precision="fp32")} == {"fp32"}
+    assert names(runtime="torch") == ["torch-fp32", "torch-bf16"]
+    assert names(have_onnxruntime=False, have_openvino=False) == ["torch-fp32", "torch-bf16"]
 
 
 def test_a_failing_candidate_is_never_chosen_however_fast(clock: _Clock, tmp_path: Path):
