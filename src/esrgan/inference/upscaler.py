@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from esrgan.inference import autoselect
-from esrgan.inference.int8 import Int8Model
 from esrgan.inference.memory import (
     DEFAULT_MEMORY_FRACTION,
     CostModel,
@@ -42,6 +42,9 @@ from esrgan.inference.tiling import (
     tiled_apply,
 )
 from esrgan.io import ImageData
+
+if TYPE_CHECKING:  # the int8 module is imported when int8 is used, not at start-up
+    from esrgan.inference.int8 import Int8Model
 
 
 class Upscaler:
