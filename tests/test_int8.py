@@ -162,7 +162,7 @@ def test_upscale_cli_quantises_once_and_warns_about_an_unmeasured_model(tmp_path
     assert first.exit_code == 0, first.output
     assert first.output.count("has not been measured") == 1
     assert "quantising" in first.output and "convolutions in int8" in first.output
-    assert "(cpu, int8, x4)" in first.output and (tmp_path / "in_sr.png").is_file()
+    assert "(cpu, openvino int8, x4)" in first.output and (tmp_path / "in_sr.png").is_file()
     again = CliRunner().invoke(app, [*args, "--overwrite"])
     assert again.exit_code == 0 and "quantising" not in again.output, again.output
     wrong = CliRunner().invoke(app, [*args, "--overwrite", "--runtime", "onnxruntime"])
