@@ -10,7 +10,11 @@ whole commands (imports, weights, runtime, image I/O). Backends:
 
 - eager: `model(x)` under no_grad, contiguous fp32: what a typical ESRGAN script runs.
 - torch-fp32: `Upscaler(runtime="torch", precision="fp32")` (channels_last).
-- onnxruntime-fp32: `Upscaler(runtime="onnxruntime", precision="fp32")` (the CPU default).
+- auto: `Upscaler(precision="auto", runtime="auto")`, the default: the fastest path that passes this
+  machine's check against eager fp32 (`esrgan.inference.autoselect`; measured once before the timing).
+- onnxruntime-fp32: `Upscaler(runtime="onnxruntime", precision="fp32")`.
+- openvino-fp32 / openvino-bf16: `Upscaler(runtime="openvino", precision=...)` (OpenVINO's
+  INFERENCE_PRECISION_HINT f32 / bf16).
 - torch-bf16: `Upscaler(runtime="torch", precision="bf16")` (autocast; emulated without native bf16).
 - openvino-int8: `Upscaler(precision="int8")` (NNCF accuracy-controlled int8 on OpenVINO; quantised
   once before the timing, cached).
@@ -32,7 +36,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BACKENDS = ("eager", "torch-fp32", "onnxruntime-fp32", "torch-bf16", "openvino-int8")
+BACKENDS = (
+    "eager",
+    "auto",
+    "torch-fp32",
+    "onnxruntime-fp32",
+    "openvino-fp32",
+    "torch-bf16",
+    "openvino-bf16",
+    "openvino-int8",
+)
 
 
 def _load_input(image: Path, size: int):  # -> torch.Tensor
@@ -75,7 +88,7 @@ def child(args: argparse.Namespace) -> None:
                 )
 
     else:
-        runtime, precision = args.backend.split("-")
+        runtime, precision = ("auto", "auto") if args.backend == "auto" else args.backend.split("-")
         runtime = "auto" if precision == "int8" else runtime
         up = Upscaler(
             model,
@@ -237,6 +250,9 @@ def main() -> None:
         ),
         platform.processor(),
     )
+    from esrgan.device import cpu_info
+
+    print(f"CPU class {cpu_info().cpu_class}: {cpu_info().describe()}")
     print(
         f"{args.model}, {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, "

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from _weights_fixtures import psnr, textured_image
 from esrgan.cli import app
 from esrgan.inference import Upscaler
+from esrgan.inference.autoselect import candidates_for
 from esrgan.inference.export_check import export_and_check
 from esrgan.inference.int8 import (
     KNOWN_DROPS,
@@ -115,7 +116,7 @@ def test_int8_upscale_frees_openvino_activations_before_returning(quantised):
     assert freed < 50 * 2**20, f"{freed / 2**20:.0f} MiB of activations were still held after upscale"
 
 
-def test_precision_int8_and_auto_choose_openvino_only_where_they_should():
+def test_int8_runs_on_openvino_and_auto_never_picks_it_unchecked():
     model = _tiny()
     assert resolve_precision_and_runtime("int8", "auto", model=model, device=CPU) == (
         torch.float32,
@@ -126,13 +127,17 @@ def test_precision_int8_and_auto_choose_openvino_only_where_they_should():
         resolve_precision_and_runtime("int8", "onnxruntime", model=model, device=CPU)
     with pytest.raises(DeviceError, match="CPU only"):
         resolve_precision_and_runtime("int8", "auto", model=model, device=torch.device("cuda"))
-    small, large = AUTO_INT8_MAX_DROP_DB, AUTO_INT8_MAX_DROP_DB + 0.01
-    assert resolve_precision_and_runtime("auto", "auto", model=model, device=CPU, int8_drop_db=small)[1] == (
-        "openvino"
-    )
-    for runtime, drop in [("auto", large), ("auto", None), ("torch", small)]:
-        chosen = resolve_precision_and_runtime("auto", runtime, model=model, device=CPU, int8_drop_db=drop)
-        assert chosen[1] != "openvino", (runtime, drop)
+    assert resolve_precision_and_runtime("int8", "openvino", model=model, device=CPU)[1] == "openvino"
+    # By rule (a network too small for the check) auto is eager's fp32; a small measured drop only makes
+    # int8 a candidate of the measured choice (esrgan.inference.autoselect, tested there).
+    for runtime in ("auto", "torch"):
+        chosen = resolve_precision_and_runtime("auto", runtime, model=model, device=CPU)
+        assert chosen == (torch.float32, "torch")
+    every = dict(native_bf16=False, have_onnxruntime=True, have_openvino=True)
+    allowed = candidates_for(precision="auto", runtime="auto", int8_allowed=True, **every)
+    assert "openvino-int8" in [c.name for c in allowed] and AUTO_INT8_MAX_DROP_DB == 0.05
+    refused = candidates_for(precision="auto", runtime="auto", int8_allowed=False, **every)
+    assert all(c.precision != "int8" for c in refused)
 
 
 def test_known_drops_are_what_help_prints():
@@ -157,7 +162,7 @@ def test_upscale_cli_quantises_once_and_warns_about_an_unmeasured_model(tmp_path
     assert first.exit_code == 0, first.output
     assert first.output.count("has not been measured") == 1
     assert "quantising" in first.output and "convolutions in int8" in first.output
-    assert "(cpu, int8, x4)" in first.output and (tmp_path / "in_sr.png").is_file()
+    assert "(cpu, openvino int8, x4)" in first.output and (tmp_path / "in_sr.png").is_file()
     again = CliRunner().invoke(app, [*args, "--overwrite"])
     assert again.exit_code == 0 and "quantising" not in again.output, again.output
     wrong = CliRunner().invoke(app, [*args, "--overwrite", "--runtime", "onnxruntime"])

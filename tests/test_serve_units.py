@@ -255,7 +255,7 @@ def test_the_registry_runs_models_on_the_configured_runtime(
     assert diff < 1e-4
 
 
-def test_the_registry_serves_int8_as_its_own_upscaler_and_auto_follows_the_measured_drop(
+def test_the_registry_serves_int8_as_its_own_upscaler_and_auto_never_picks_it_unchecked(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
@@ -275,7 +275,9 @@ def test_the_registry_serves_int8_as_its_own_upscaler_and_auto_follows_the_measu
     int8, fp32 = registry.upscaler("tiny", "int8"), registry.upscaler("tiny", "fp32")
     assert (int8.precision, int8.runtime) == ("int8", "openvino") and int8 is not fp32
     assert registry.upscaler("tiny", "auto").precision != "int8"  # no measured drop: never int8
-    small = KNOWN_DROPS["esrgan-x4-psnr"].worst_db <= 0.05
-    assert (registry.upscaler("esrgan-x4-psnr", "auto").precision == "int8") == small
+    # A small measured drop makes int8 a candidate of the check (esrgan.inference.autoselect), not the
+    # choice; a network this small is not worth a check and runs eager's fp32.
+    assert KNOWN_DROPS["esrgan-x4-psnr"].worst_db <= 0.05
+    assert registry.upscaler("esrgan-x4-psnr", "auto").path == "torch fp32"
     x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(1))
     assert int8.upscale(x).shape == fp32.upscale(x).shape == (1, 3, 48, 40)

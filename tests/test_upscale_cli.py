@@ -60,7 +60,7 @@ def test_single_file_beside_input(tmp_path, model_file):
     out = Image.open(tmp_path / "a_sr.png")
     assert out.size == (24, 20) and out.mode == "RGB"
     assert "done: 1 ok, 0 failed, 0 skipped" in res.stdout
-    assert "MP in" in res.stdout and " s (cpu, fp32, x2)" in res.stdout
+    assert "MP in" in res.stdout and " s (cpu, torch fp32, x2)" in res.stdout
 
 
 def test_folder_glob_recursive_and_out_dir(tmp_path, model_file):

@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 
 from esrgan.cli._common import fail, parse_tile
-from esrgan.evaluation import LPIPS_HEADS_FILE, LPIPS_VGG_FILE
+
+# From the metric itself: importing esrgan.evaluation here would cost every command a second at start-up.
+from esrgan.metrics.lpips import LPIPS_HEADS_FILE, LPIPS_VGG_FILE
 
 Model = Annotated[
     str, typer.Option("--model", "-m", help="'bicubic', a weights file (any format) or a registered name.")

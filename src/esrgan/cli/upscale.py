@@ -79,17 +79,18 @@ MaxMemory = Annotated[
 Precision = Annotated[
     str,
     typer.Option(
-        help="auto (CPU: int8 for models whose measured int8 drop is at most "
-        f"{AUTO_INT8_MAX_DROP_DB} dB, else fp32 on ONNX Runtime where installed, else bf16 on CPUs with "
-        "native bf16; CUDA: fp16), fp32, bf16, fp16 or int8 (CPU, OpenVINO; the model is quantised "
+        help="auto (CPU: the fastest of ONNX Runtime/OpenVINO/torch fp32, bf16 where the CPU has it and "
+        f"int8 for models whose measured drop is at most {AUTO_INT8_MAX_DROP_DB} dB, among those whose "
+        "image is within 45 dB of eager fp32 here, measured once per model and machine; CUDA: fp16), "
+        "fp32 (eager's image), bf16, fp16 or int8 (CPU, OpenVINO; the model is quantised "
         f"once and cached; measured drop vs fp32: {int8_drops_help()})."
     ),
 ]
 Runtime = Annotated[
     str,
     typer.Option(
-        help="auto (ONNX Runtime for fp32 on the CPU: same output, faster; the model is exported once "
-        "and cached), torch or onnxruntime."
+        help="auto (on the CPU, whichever --precision auto measured fastest; the model is exported once "
+        "and cached), torch, onnxruntime or openvino."
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda[:N] or mps.")]
@@ -157,6 +158,8 @@ def upscale(
         raise fail(str(exc)) from None
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if upscaler.precision == "auto":
+        _choose_path(upscaler, model or DEFAULT_MODEL, quiet=quiet)
     if upscaler.precision == "int8":
         _prepare_int8(upscaler, model or DEFAULT_MODEL, quiet=quiet)
     tile_bar = None if quiet else _tile_bar
@@ -166,6 +169,15 @@ def upscale(
     _report_results(results, totals, upscaler, count=len(jobs), quiet=quiet)
     if totals.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _choose_path(upscaler: Upscaler, model: str, *, quiet: bool) -> None:
+    """Let `auto` make its measured choice before the first image (the first run on a machine measures,
+    saying so with a progress bar; later runs read the cache)."""
+    try:
+        upscaler.prepare(progress=not quiet)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise fail(f"{model}: {' '.join(str(exc).split())}") from None
 
 
 def _prepare_int8(upscaler: Upscaler, model: str, *, quiet: bool) -> None:
@@ -223,7 +235,7 @@ def _report_results(
     typer.echo(
         f"done: {t.ok} ok, {t.failed} failed, {t.skipped} skipped; {t.megapixels_in:.2f} MP in -> "
         f"{t.megapixels_out:.2f} MP out in {time.perf_counter() - start:.1f} s "
-        f"({up.device}, {up.precision}, x{up.scale})"
+        f"({up.device}, {up.path}, x{up.scale})"
     )
 
 

@@ -50,10 +50,23 @@ def convert(
 def info(
     spec: Annotated[str, typer.Argument(metavar="FILE_OR_NAME", help="Weights file or registered name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    runtime: Annotated[
+        bool,
+        typer.Option(
+            "--runtime",
+            help="Show how --precision auto runs it on this CPU: the CPU's features, each candidate "
+            "path's distance from eager fp32, PSNR-Y, time and verdict, and the choice (measured once, "
+            "then cached).",
+        ),
+    ] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="With --runtime: measure again.")] = False,
 ) -> None:
     """Show a generator's architecture, parameter count, scale and source layout."""
     from esrgan.weights import WeightsError, resolve_weights, state_dict_sha256
 
+    if runtime:
+        _runtime_info(spec, as_json=as_json, refresh=refresh)
+        return
     try:
         loaded = resolve_weights(spec, progress=not as_json)
     except (WeightsError, ValueError, OSError) as exc:
@@ -82,6 +95,31 @@ def info(
     typer.echo(f"tensor sha256: {report['tensors_sha256']}")
     for key, value in metadata.items():
         typer.echo(f"metadata:      {key} = {value}")
+
+
+def _runtime_info(spec: str, *, as_json: bool, refresh: bool) -> None:
+    from dataclasses import asdict
+
+    from esrgan.device import cpu_info
+    from esrgan.inference.autoselect import select_path
+    from esrgan.inference.int8 import known_drop
+    from esrgan.weights import WeightsError, load_generator
+
+    try:
+        model = load_generator(spec, progress=not as_json)
+    except (WeightsError, ValueError, OSError) as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    drop = known_drop(spec)
+    selection = select_path(
+        model, int8_drop_db=None if drop is None else drop.worst_db, progress=not as_json, refresh=refresh
+    )
+    cpu = cpu_info()
+    if as_json:
+        report = asdict(selection) | {"cpu": asdict(cpu) | {"flags": list(cpu.speed_flags)}}
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    for line in selection.report(cpu=cpu):
+        typer.echo(line)
 
 
 def interpolate(

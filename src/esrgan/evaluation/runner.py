@@ -19,13 +19,12 @@ import torch
 from esrgan.data.benchmarks import BenchmarkError, BenchmarkPair, crop_to_multiple, load_rgb
 from esrgan.data.imresize import degrade, imresize, quantize
 from esrgan.metrics import psnr, ssim
+from esrgan.metrics.lpips import LPIPS_HEADS_FILE as LPIPS_HEADS_FILE
+from esrgan.metrics.lpips import LPIPS_VGG_FILE as LPIPS_VGG_FILE
 
 LRSource = Literal["degrade", "given"]
 SRFunction = Callable[[torch.Tensor], torch.Tensor]
 METRIC_KEYS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "lpips")
-# The standard file names of LPIPS's two weight files (VGG16 features and the v0.1 linear heads).
-LPIPS_VGG_FILE = "vgg16_imagenet_features.safetensors"
-LPIPS_HEADS_FILE = "lpips_vgg_v0.1_heads.safetensors"
 
 
 @dataclass

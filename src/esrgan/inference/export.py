@@ -164,3 +164,29 @@ def cached_onnx(model: nn.Module, *, cache_dir: str | Path | None = None) -> Pat
     if not path.is_file():
         export_onnx(model, path)
     return path
+
+
+def openvino_cache_dir() -> Path:
+    """Where fp32 OpenVINO IRs are kept: `<user cache>/openvino` (`$ESRGAN_CACHE` moves it)."""
+    return user_cache_dir() / "openvino"
+
+
+def cached_openvino(model: nn.Module, *, cache_dir: str | Path | None = None) -> Path:
+    """The fp32 OpenVINO IR (.xml) of `model` for the installed OpenVINO, converted on first use and
+    reused after (keyed like `cached_onnx`); converted from the cached ONNX file when ONNX Runtime is
+    installed, so the slow export runs once for both runtimes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ov_version = version("openvino")
+    except PackageNotFoundError:
+        raise ExportError("OpenVINO needs the openvino package: pip install openvino") from None
+    folder = Path(cache_dir) if cache_dir is not None else openvino_cache_dir()
+    torch_version = torch.__version__.split("+")[0]
+    path = folder / f"{weights_digest(model)[:24]}-v{EXPORT_VERSION}-torch{torch_version}-ov{ov_version}.xml"
+    if path.is_file() and path.with_suffix(".bin").is_file():
+        return path
+    onnx_path = None
+    with contextlib.suppress(ImportError):
+        onnx_path = cached_onnx(model, cache_dir=cache_dir)
+    return export_openvino(model, path, onnx_path=onnx_path)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from esrgan.inference.runtime import openvino_infer
 from esrgan.utils import user_cache_dir
 
 # Bumped when the quantisation recipe changes for the same weights and settings (crops, preset, scope).
@@ -185,18 +186,15 @@ def calibration_crops() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return stats, check
 
 
-def _low_res(hr: torch.Tensor, scale: int) -> np.ndarray:
+def low_res(hr: torch.Tensor, scale: int) -> np.ndarray:
+    """An HR crop (3, H, W) made LR the way the evaluation protocol does (MATLAB bicubic), (1, 3, h, w)."""
     from esrgan.data.imresize import degrade
 
     lr = degrade(hr.unsqueeze(0).to(torch.float64), scale)
     return lr.to(torch.float32).numpy()
 
 
-def _infer(compiled: Any, arr: np.ndarray) -> np.ndarray:
-    """One synchronous inference. The input is copied in and the output copied out, so no NumPy array
-    of ours shares memory with OpenVINO's request (its default shares the input buffer)."""
-    out = compiled(arr, share_inputs=False, share_outputs=False)[compiled.output(0)]
-    return np.array(out, dtype=np.float32, copy=True)
+_infer = openvino_infer  # the name the quantiser and its tests use
 
 
 def _mean_psnr(outputs: list[np.ndarray], targets: list[torch.Tensor], scale: int) -> float:
@@ -255,8 +253,8 @@ def quantize_int8(
         raise Int8Error(f"max_drop must be positive, got {max_drop}")
     start = time.monotonic()
     stats_hr, check_hr = calibration_crops()
-    stats = [_low_res(x, scale) for x in stats_hr]
-    check = [(_low_res(x, scale), x) for x in check_hr]
+    stats = [low_res(x, scale) for x in stats_hr]
+    check = [(low_res(x, scale), x) for x in check_hr]
     core = ov.Core()
     with tempfile.TemporaryDirectory(prefix="esrgan-int8-") as tmp:
         fp32 = core.read_model(export_onnx(model, Path(tmp) / "model.onnx"))
@@ -376,30 +374,3 @@ def cached_int8(
         except (ValueError, TypeError, KeyError):
             pass  # unreadable report: make the model again
     return quantize_int8(model, path, max_drop=max_drop, progress=progress)
-
-
-class OpenVinoRunner:
-    """Runs an OpenVINO IR on the CPU with fp32 for whatever is not int8 (bf16 would change the
-    output on CPUs that have it)."""
-
-    def __init__(self, *, path: str | Path, threads: int | None = None) -> None:
-        import openvino as ov
-
-        config: dict[str, Any] = dict(_F32)
-        config["INFERENCE_NUM_THREADS"] = threads if threads is not None else torch.get_num_threads()
-        config["PERFORMANCE_HINT"] = "LATENCY"
-        # OpenVINO keeps the compiled network beside the IR: the next process loads it in a fraction
-        # of the compile time (whole-process start-up).
-        config["CACHE_DIR"] = str(Path(path).parent / "compiled")
-        self.path = Path(path)
-        self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
-        self._output = self._compiled.output(0)
-
-    def release_memory(self) -> None:
-        """Free the activation buffers the last inference left allocated (the next one allocates again)."""
-        self._compiled.release_memory()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(N,C,h,w) float32 CPU -> the model's output, float32 CPU, clamped to [0, 1]."""
-        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(_infer(self._compiled, arr)).clamp_(0.0, 1.0)

@@ -46,7 +46,8 @@ __all__ = [
 INFERENCE_PRECISIONS = (*PRECISION_NAMES, "int8")
 """What inference accepts: the training precisions plus int8 (CPU, OpenVINO; see `esrgan.inference.int8`)."""
 AUTO_INT8_MAX_DROP_DB = 0.05
-"""`auto` picks int8 only for a model whose measured PSNR-Y drop is at most this (dB)."""
+"""int8 is a candidate of `auto` only for a model whose measured PSNR-Y drop is at most this (dB);
+the check of `esrgan.inference.autoselect` then decides."""
 
 
 def resolve_precision_and_runtime(
@@ -55,21 +56,21 @@ def resolve_precision_and_runtime(
     *,
     model: nn.Module,
     device: torch.device,
-    int8_drop_db: float | None = None,
 ) -> tuple[torch.dtype, str]:
-    """The compute dtype and runtime (`torch`, `onnxruntime` or `openvino`) for an inference request.
+    """The compute dtype and runtime (`torch`, `onnxruntime` or `openvino`) for an inference request
+    that is settled by rule, not by measuring.
 
-    `int8` runs on OpenVINO (fp32 in and out, int8 inside) on the CPU only; `runtime` may then be
-    `auto` or `torch` (the default of `esrgan test`), not `onnxruntime`. `auto` on the CPU picks int8
-    only when `int8_drop_db`, the model's measured PSNR-Y drop in int8 (`esrgan.inference.int8`), is at
-    most `AUTO_INT8_MAX_DROP_DB`, `runtime` is `auto` and OpenVINO and NNCF are installed.
+    Where `esrgan.inference.autoselect.applies` (`auto` precision, or fp32 on the `auto` runtime, on
+    the CPU for a real-sized generator), `Upscaler` measures instead: the fastest candidate that gives
+    this machine's eager fp32 image. What is left here:
 
-    `auto` precision on the CPU, when ONNX Runtime can run the model (`runtime` auto or onnxruntime,
-    see `esrgan.inference.runtime.resolve_runtime`), is fp32 on ONNX Runtime: the same output as eager
-    fp32 (81-91 dB apart) and 2.5-6x faster on a 2-core AVX512-BF16 EPYC. Native bf16 was sometimes
-    faster there, sometimes slower, but always 31-48 dB from fp32, a different image: it stays opt-in.
-    Otherwise the precision follows the shared policy (`esrgan.device.resolve_precision`) and the
-    runtime `resolve_runtime`.
+    - `int8` runs on OpenVINO (fp32 in and out, int8 inside) on the CPU only; `runtime` may be `auto`,
+      `torch` (the default of `esrgan test`) or `openvino`, not `onnxruntime`.
+    - `auto` on the CPU (a network too small to be worth a check) is fp32: eager's own output. bf16
+      and int8 change the image by an amount that depends on the CPU and the weights (31-53 dB from
+      fp32 measured), so they are never picked unchecked.
+    - Otherwise the precision follows the shared policy (`esrgan.device.resolve_precision`: fp16 on
+      CUDA) and the runtime `resolve_runtime` (`openvino` runs fp32 or bf16 on the CPU).
     """
     from esrgan.inference.int8 import int8_available
     from esrgan.inference.runtime import resolve_runtime
@@ -88,20 +89,8 @@ def resolve_precision_and_runtime(
         if not int8_available():
             raise DeviceError("precision int8 needs OpenVINO and NNCF: pip install 'esrgan[int8]'")
         return torch.float32, "openvino"
-    auto_on_cpu = name == "auto" and device.type == "cpu"
-    if (
-        auto_on_cpu
-        and wanted_runtime == "auto"
-        and int8_drop_db is not None
-        and int8_drop_db <= AUTO_INT8_MAX_DROP_DB
-        and getattr(model, "config", None) is not None
-        and int8_available()
-    ):
-        return torch.float32, "openvino"
-    if auto_on_cpu and resolve_runtime(runtime, model=model, device=device, dtype=torch.float32) == (
-        "onnxruntime"
-    ):
-        return torch.float32, "onnxruntime"
+    if name == "auto" and device.type == "cpu":
+        return torch.float32, resolve_runtime(runtime, model=model, device=device, dtype=torch.float32)
     dtype = resolve_precision(precision, device)
     return dtype, resolve_runtime(runtime, model=model, device=device, dtype=dtype)
 

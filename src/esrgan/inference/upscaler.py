@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from esrgan.inference.int8 import Int8Model, OpenVinoRunner
+from esrgan.inference import autoselect
 from esrgan.inference.memory import (
     DEFAULT_MEMORY_FRACTION,
     CostModel,
@@ -29,7 +30,8 @@ from esrgan.inference.precision import (
     resolve_precision_and_runtime,
     uses_channels_last,
 )
-from esrgan.inference.runtime import OnnxRuntimeRunner
+from esrgan.inference.runtime import OPENVINO_HINTS, OnnxRuntimeRunner, OpenVinoRunner
+from esrgan.inference.selection import Selection
 from esrgan.inference.tiling import (
     DEFAULT_TILE_OVERLAP,
     MAX_AUTO_TILE,
@@ -40,6 +42,9 @@ from esrgan.inference.tiling import (
     tiled_apply,
 )
 from esrgan.io import ImageData
+
+if TYPE_CHECKING:  # the int8 module is imported when int8 is used, not at start-up
+    from esrgan.inference.int8 import Int8Model
 
 
 class Upscaler:
@@ -61,14 +66,19 @@ class Upscaler:
     prepared for `precision` in place.
 
     `runtime` is what runs the tiles (`esrgan.inference.runtime`): `torch`, `onnxruntime` (CPU fp32,
-    same output, faster) or `auto` (ONNX Runtime where it applies). ONNX Runtime needs the model
+    same output, faster), `openvino` (CPU fp32, bf16 or int8) or `auto`. Other runtimes need the model
     exported once; that happens at the first `prepare` or `upscale` (not here: constructors do no I/O)
     and the file is cached in `cache_dir` (default: the user cache, see `export.cached_onnx`).
 
+    On the CPU, `precision="auto"` (and `"fp32"` with `runtime="auto"`) runs the fastest path that
+    passes this machine's check against eager fp32 (`esrgan.inference.autoselect`): decided at the first
+    `prepare`, from the cache or measured once (about a minute for a 23-block model on 2 cores).
+    Until then `precision` and `runtime` read `"auto"`; `selection` says what was measured.
+
     `precision="int8"` runs the model quantised for OpenVINO (`esrgan.inference.int8`), made at the
     first `prepare` and cached the same way (default `int8.int8_cache_dir()`); `int8_drop_db`, the
-    model's measured PSNR-Y drop in int8, lets `precision="auto"` pick it (see
-    `resolve_precision_and_runtime`). `int8_report` describes the quantised model once prepared.
+    model's measured PSNR-Y drop in int8, makes int8 a candidate for `auto` when it is small
+    (`precision.AUTO_INT8_MAX_DROP_DB`). `int8_report` describes the quantised model once prepared.
     """
 
     def __init__(
@@ -80,7 +90,7 @@ class Upscaler:
         tile: int | str = "auto",
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         max_memory: int | None = None,
-        runtime: str = "torch",
+        runtime: str = "auto",
         cache_dir: str | Path | None = None,
         int8_drop_db: float | None = None,
     ) -> None:
@@ -114,10 +124,22 @@ class Upscaler:
         self.out_channels = int(getattr(cfg, "out_ch", self.in_channels))
         self.scale: int = scale
         self.device = resolve_device(device)
-        self.dtype, self.runtime = resolve_precision_and_runtime(
-            precision, runtime, model=model, device=self.device, int8_drop_db=int8_drop_db
-        )
-        self.precision = "int8" if self.runtime == "openvino" else precision_name(self.dtype)
+        # A measured choice is made in prepare(): constructors do no I/O.
+        self._request = (precision, runtime) if autoselect.applies(
+            precision, runtime, model=model, device=self.device
+        ) else None  # fmt: skip
+        self._int8_drop_db = int8_drop_db
+        self.selection: Selection | None = None
+        self.dtype = torch.float32
+        self.runtime = self.precision = "auto"
+        self._hint = "f32"
+        if self._request is None:
+            self.dtype, self.runtime = resolve_precision_and_runtime(
+                precision, runtime, model=model, device=self.device
+            )
+            int8 = precision.strip().lower() == "int8"
+            self.precision = "int8" if int8 else precision_name(self.dtype)
+            self._hint = OPENVINO_HINTS.get(self.precision, "f32")
         self.tile: int | str = tile
         self.tile_overlap = tile_overlap
         self.max_memory = max_memory
@@ -223,8 +245,18 @@ class Upscaler:
         return self.plan_for(height, width, batch).count
 
     @property
+    def path(self) -> str:
+        """What runs the tiles, for people: `onnxruntime fp32`, `openvino int8 (bf16 elsewhere)`..."""
+        if self.runtime == "auto":
+            return "auto (not chosen yet)"
+        rest = " (bf16 elsewhere)" if self.precision == "int8" and self._hint == "bf16" else ""
+        return f"{self.runtime} {self.precision}{rest}"
+
+    @property
     def prepared(self) -> bool:
         """Whether the runtime is ready (eager PyTorch always is)."""
+        if self._request is not None:
+            return False
         if self.runtime == "onnxruntime":
             return self._onnx is not None
         if self.runtime == "openvino":
@@ -236,11 +268,32 @@ class Upscaler:
         the model once, which takes seconds to minutes, then load it). `upscale` calls it; call it
         earlier to keep that time out of the first image. `progress`: show the quantiser's progress
         bars on stderr."""
+        if self._request is not None:
+            precision, runtime = self._request
+            self.selection = autoselect.select_path(
+                self.model,
+                precision=precision,
+                runtime=runtime,
+                int8_drop_db=self._int8_drop_db,
+                cache_dir=self._cache_dir,
+                progress=progress,
+            )
+            chosen = autoselect.CANDIDATES[self.selection.choice]
+            self.runtime, self.precision, self._hint = chosen.runtime, chosen.precision, chosen.hint
+            self.dtype = torch.bfloat16 if chosen.precision == "bf16" else torch.float32
+            self._runtime_chosen = True
+            self._request = None
         if self.runtime == "openvino" and self._openvino is None:
-            from esrgan.inference.int8 import cached_int8
+            if self.precision == "int8":
+                from esrgan.inference.int8 import cached_int8
 
-            self.int8_report = cached_int8(self.model, cache_dir=self._cache_dir, progress=progress)
-            self._openvino = OpenVinoRunner(path=self.int8_report.path)
+                self.int8_report = cached_int8(self.model, cache_dir=self._cache_dir, progress=progress)
+                ir = self.int8_report.path
+            else:
+                from esrgan.inference.export import cached_openvino
+
+                ir = cached_openvino(self.model, cache_dir=self._cache_dir)
+            self._openvino = OpenVinoRunner(path=ir, hint=self._hint)
         if self.runtime == "onnxruntime" and self._onnx is None:
             from esrgan.inference.export import ExportError, cached_onnx
 

@@ -17,6 +17,9 @@ from torch import nn
 from esrgan.models import VGGFeatureExtractor
 from esrgan.weights.io import load_tensor_file
 
+# The standard file names of LPIPS's two weight files (VGG16 features and the v0.1 linear heads).
+LPIPS_VGG_FILE = "vgg16_imagenet_features.safetensors"
+LPIPS_HEADS_FILE = "lpips_vgg_v0.1_heads.safetensors"
 LPIPS_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 _CHANNELS = (64, 128, 256, 512, 512)
 # LPIPS' ScalingLayer constants, applied to images mapped to [-1, 1].

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from esrgan.inference import Upscaler, resolve_device
-from esrgan.inference.precision import resolve_precision_and_runtime
 from esrgan.inference.tiling import default_tile_overlap
 from esrgan.models import Generator
 from esrgan.serving.settings import BICUBIC, ServeSettings, model_name
@@ -120,30 +119,21 @@ class ModelRegistry:
         return infos
 
     def upscaler(self, name: str, precision: str) -> Upscaler:
-        """The shared `Upscaler` for a model at a precision (DeviceError when it cannot run here)."""
+        """The shared `Upscaler` for a model at a precision (DeviceError when it cannot run here).
+
+        Prepared before it is shared, so `auto` has made its measured choice (`esrgan.inference.
+        autoselect`, cached per machine); two precisions that come to the same path share one copy."""
         key = (name, precision)
         with self._lock:
             up = self._upscalers.get(key)
-            if up is None:
-                # Two names that resolve to the same dtype and runtime share one (auto is fp32 on the CPU).
-                dtype, runtime = resolve_precision_and_runtime(
-                    precision, self.runtime, model=self._generators[name], device=self.device,
-                    int8_drop_db=_int8_drop(name),
-                )  # fmt: skip
-                up = next(
-                    (
-                        u
-                        for (n, _), u in self._upscalers.items()
-                        if n == name and (u.dtype, u.runtime) == (dtype, runtime)
-                    ),
-                    None,
-                )
             if up is None:
                 model = copy.deepcopy(self._generators[name])
                 up = Upscaler(
                     model, device=self.device, precision=precision, tile=self.tile,
                     tile_overlap=self._overlap, runtime=self.runtime, int8_drop_db=_int8_drop(name),
                 )  # fmt: skip
+                up.prepare()
+                up = next((u for (n, _), u in self._upscalers.items() if n == name and u.path == up.path), up)
             self._upscalers[key] = up
             return up
 
