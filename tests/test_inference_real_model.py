@@ -22,9 +22,9 @@ def test_tiled_within_005_db_of_untiled_real_model(tmp_path):
     model = load_generator("realesrgan-x4plus", cache_dir=tmp_path, progress=False)
     lr = read_image(LR).pixels[None]  # 72 x 72
     hr = read_image(HR).pixels[None]
-    untiled = Upscaler(model, device="cpu", precision="fp32", tile=0).upscale(lr)
+    untiled = Upscaler(model, device="cpu", precision="fp32", runtime="torch", tile=0).upscale(lr)
     # 2 x 2 tiles of 64 px with the default 48 px overlap: every seam runs through the image.
-    up = Upscaler(model, device="cpu", precision="fp32", tile=64)
+    up = Upscaler(model, device="cpu", precision="fp32", runtime="torch", tile=64)
     assert up.num_tiles(72, 72) == 4
     tiled = up.upscale(lr)
     p_untiled = psnr(untiled, hr, crop_border=4).item()
