@@ -31,6 +31,7 @@ from esrgan.inference.batch import (
 from esrgan.inference.int8 import drops_help as int8_drops_help
 from esrgan.inference.memory import parse_memory
 from esrgan.inference.precision import AUTO_INT8_MAX_DROP_DB
+from esrgan.inference.resize import check_outscale
 from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn
 from esrgan.io import DEFAULT_MAX_PIXELS
 from esrgan.weights.zoo import DEFAULT_MODEL
@@ -98,6 +99,13 @@ Quality = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")
 MaxPixels = Annotated[
     int, typer.Option(min=0, help="Refuse inputs with more pixels (decompression bombs); 0 = no limit.")
 ]
+Outscale = Annotated[
+    float | None,
+    typer.Option(
+        help="Final scale (e.g. 2 with an x4 model): the model runs at its own scale, then one bicubic "
+        "resize to the input's size times this. Default: the model's scale.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-file lines.")]
 
 
@@ -117,6 +125,7 @@ def upscale(
     overwrite: Overwrite = False,
     quality: Quality = 95,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    outscale: Outscale = None,
     quiet: Quiet = False,
 ) -> None:
     """Upscale images with an ESRGAN-family model (tiled, any size, any device).
@@ -126,6 +135,11 @@ def upscale(
     Exit status: 0 all done, 1 some inputs failed, 2 bad options or model.
     """
     tile_value = parse_tile(tile)
+    if outscale is not None:
+        try:
+            outscale = check_outscale(outscale)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--outscale") from None
     memory_value = _parse_max_memory(max_memory)
     try:
         ext = check_ext(ext)
@@ -161,9 +175,14 @@ def upscale(
         _prepare_int8(upscaler, model or DEFAULT_MODEL, quiet=quiet)
     tile_bar = None if quiet else _tile_bar
     results = upscale_jobs(
-        upscaler, jobs, max_pixels=max_pixels or None, quality=quality, tile_progress=tile_bar
+        upscaler,
+        jobs,
+        max_pixels=max_pixels or None,
+        quality=quality,
+        outscale=outscale,
+        tile_progress=tile_bar,
     )
-    _report_results(results, totals, upscaler, count=len(jobs), quiet=quiet)
+    _report_results(results, totals, upscaler, count=len(jobs), quiet=quiet, outscale=outscale)
     if totals.failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -206,7 +225,13 @@ def _report_plan(plan: Plan, *, overwrite: bool) -> BatchTotals:
 
 
 def _report_results(
-    results: Iterable[FileResult], totals: BatchTotals, upscaler: Upscaler, *, count: int, quiet: bool
+    results: Iterable[FileResult],
+    totals: BatchTotals,
+    upscaler: Upscaler,
+    *,
+    count: int,
+    quiet: bool,
+    outscale: float | None = None,
 ) -> None:
     """Print each file's error or output path under a progress bar over files, then the summary line."""
     from tqdm import tqdm
@@ -220,10 +245,11 @@ def _report_results(
         elif not quiet:
             tqdm.write(_printable(f"{result.job.src} -> {result.job.dst}", sys.stdout))
     t, up = totals, upscaler
+    scale = f"x{up.scale}" if outscale is None else f"x{up.scale} then x{outscale:g} in all"
     typer.echo(
         f"done: {t.ok} ok, {t.failed} failed, {t.skipped} skipped; {t.megapixels_in:.2f} MP in -> "
         f"{t.megapixels_out:.2f} MP out in {time.perf_counter() - start:.1f} s "
-        f"({up.device}, {up.precision}, x{up.scale})"
+        f"({up.device}, {up.precision}, {scale})"
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from esrgan.inference import DeviceError, Upscaler, upscale_image
+from esrgan.inference.resize import output_size, resize_image
 from esrgan.inference.tiling import ProgressFn, default_tile_overlap
 from esrgan.io import DEFAULT_MAX_PIXELS, ImageError, format_for_path, is_image_file, read_image, write_image
 
@@ -311,9 +312,13 @@ def upscale_jobs(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     quality: int = 95,
+    outscale: float | None = None,
     tile_progress: TileProgress | None = None,
 ) -> Iterator[FileResult]:
     """Read, upscale and write each job's image (outputs written atomically), yielding its result.
+
+    `outscale`: the final size relative to the input (None: the model's scale); the model runs at its
+    own scale, then one bicubic resize gives the exact size (`esrgan.inference.resize`).
 
     A file that cannot be read, is too large (`max_pixels`; None: no limit), runs out of memory or
     cannot be written gives a result with an error, and the next job runs.
@@ -327,6 +332,9 @@ def upscale_jobs(
                 progress = tile_progress(job, upscaler.num_tiles(image.height, image.width, batch))
             with progress as on_tile:
                 result = upscale_image(upscaler, image, on_tile=on_tile)
+            if outscale is not None:
+                width, height = output_size(image.width, image.height, outscale)
+                result = resize_image(result, height=height, width=width)
             write_image(job.dst, result, quality=quality)
         except ImageError as exc:
             yield FileResult(job, str(exc))
