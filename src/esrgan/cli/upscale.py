@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -33,13 +33,16 @@ from esrgan.inference.memory import parse_memory
 from esrgan.inference.precision import AUTO_INT8_MAX_DROP_DB
 from esrgan.inference.resize import check_outscale
 from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn
+from esrgan.inference.video import DEFAULT_SEGMENT_SECONDS, VideoOptions
 from esrgan.io import DEFAULT_MAX_PIXELS
+from esrgan.io.video_write import DEFAULT_CRF, VIDEO_CODECS, check_codec
 from esrgan.weights.zoo import DEFAULT_MODEL
 
 Inputs = Annotated[
     list[str],
     typer.Argument(
-        metavar="INPUTS...", help="Image files, folders, or glob patterns (quote them; ** recurses)."
+        metavar="INPUTS...",
+        help="Image and video files, folders, or glob patterns (quote them; ** recurses).",
     ),
 ]
 Model = Annotated[
@@ -106,6 +109,32 @@ Outscale = Annotated[
         "resize to the input's size times this. Default: the model's scale.",
     ),
 ]
+VideoCodec = Annotated[
+    str | None,
+    typer.Option(help=f"Video encoder: {', '.join(VIDEO_CODECS)}. Default: libx264 (libvpx-vp9 for webm)."),
+]
+Crf = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=63,
+        help="Video constant quality, lower is better (0: lossless except libsvtav1). Default per "
+        f"encoder: {', '.join(f'{k} {v}' for k, v in DEFAULT_CRF.items())}.",
+    ),
+]
+SegmentSeconds = Annotated[
+    float,
+    typer.Option(
+        help="Videos are encoded in segments of about this length, each kept in a work folder beside the "
+        "output (.NAME.parts) until all are joined; --resume loses at most one.",
+    ),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="Continue interrupted videos from their finished segments (same settings only)."
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-file lines.")]
 
 
@@ -126,11 +155,16 @@ def upscale(
     quality: Quality = 95,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     outscale: Outscale = None,
+    video_codec: VideoCodec = None,
+    crf: Crf = None,
+    segment_seconds: SegmentSeconds = DEFAULT_SEGMENT_SECONDS,
+    resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
-    """Upscale images with an ESRGAN-family model (tiled, any size, any device).
+    """Upscale images and videos with an ESRGAN-family model (tiled, any size, any device).
 
-    Writes NAME_sr.EXT beside each input, or under --out-dir.
+    Writes NAME_sr.EXT beside each input, or under --out-dir. Videos (mp4, mkv, mov, webm, avi) keep
+    their timestamps, audio and subtitles; see --video-codec, --crf, --resume.
     Existing outputs are kept unless --overwrite is given.
     Exit status: 0 all done, 1 some inputs failed, 2 bad options or model.
     """
@@ -145,6 +179,18 @@ def upscale(
         ext = check_ext(ext)
     except ValueError as exc:
         raise fail(f"--ext {exc}") from None
+    try:
+        video = VideoOptions(
+            codec=video_codec,
+            crf=crf,
+            segment_seconds=segment_seconds,
+            resume=resume,
+            model=model or DEFAULT_MODEL,
+        )
+        if video_codec is not None:
+            check_codec(video_codec, Path("x.mkv"))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     plan = plan_jobs(
         inputs, recursive=recursive, out_dir=out_dir, suffix=suffix, ext=ext, overwrite=overwrite
     )
@@ -181,6 +227,8 @@ def upscale(
         quality=quality,
         outscale=outscale,
         tile_progress=tile_bar,
+        video=video,
+        frame_progress=None if quiet else _frame_bar,
     )
     _report_results(results, totals, upscaler, count=len(jobs), quiet=quiet, outscale=outscale)
     if totals.failed:
@@ -240,6 +288,8 @@ def _report_results(
     bar_off = True if quiet or count < 2 else None
     for result in tqdm(results, total=count, desc="upscale", unit="img", disable=bar_off, file=sys.stderr):
         totals.add(result)
+        for warning in result.warnings:
+            tqdm.write(f"warning: {' '.join(warning.split())}", file=sys.stderr)
         if result.error is not None:
             error(result.error)
         elif not quiet:
@@ -273,6 +323,27 @@ def _tile_bar(job: Job, n_tiles: int) -> Iterator[ProgressFn]:
 
         def advance(done: int, total: int) -> None:
             bar.update(1)
+
+        yield advance
+
+
+@contextmanager
+def _frame_bar(job: Job, frames: int, done: int) -> Iterator[Callable[[int], None]]:
+    """A per-video progress bar over frames, with frames/s and the time left."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=frames,
+        initial=done,
+        desc=job.src.name,
+        unit="frame",
+        leave=False,
+        file=sys.stderr,
+        smoothing=0.1,
+    ) as bar:
+
+        def advance(n: int) -> None:
+            bar.update(n)
 
         yield advance
 
