@@ -302,10 +302,10 @@ def count_frames(job: VideoJob) -> int:
 
 def video_result(job: VideoJob, frames: int, damage: list[str]) -> VideoResult:
     warnings: tuple[str, ...] = ()
-    if frames < job.info.frames:
-        reason = damage[0] if damage else "frames could not be decoded"
+    if frames < job.info.frames or job.info.damage is not None:
+        reason = damage[0] if damage else job.info.damage or "frames could not be decoded"
         warnings = (
-            f"{job.src}: truncated or damaged: {frames} of {job.info.frames} frames written; {reason}",
+            f"{job.src}: truncated or damaged: wrote the {frames} frames before the damage; {reason}",
         )
     pixels_in = job.info.width * job.info.height * frames / 1e6
     pixels_out = job.spec.width * job.spec.height * frames / 1e6

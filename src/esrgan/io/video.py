@@ -81,6 +81,9 @@ class VideoInfo:
     codec: str
     extra_streams: int
     """Audio and subtitle streams, copied to the output as they are."""
+    damage: str | None = None
+    """Why the frames end early (the packets stop before the file's declared duration, or cannot be
+    read past a point), or None for a whole file."""
 
     @property
     def frames(self) -> int:
@@ -138,13 +141,14 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         stream = container.streams.video[0]
         ctx = stream.codec_context
         pts: list[int] = []
+        damage = None
         try:
             for packet in container.demux(stream):
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 if stamp is not None and packet.size:
                     pts.append(int(stamp))
-        except av.FFmpegError:
-            pass  # truncated or damaged: the frames before it are planned, `read_video` warns
+        except (av.FFmpegError, OSError) as exc:
+            damage = f"unreadable past a point ({_reason(exc)})"
         if not pts:
             raise VideoError(path, "not a video (no video frames)")
         rotation = _first_rotation(path)
@@ -157,6 +161,11 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             rate = rate.limit_denominator(1001)
         else:
             rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
+        end = float((stamps[-1] - stamps[0]) * Fraction(time_base)) + 1 / float(rate)
+        declared = container.duration / 1e6 if container.duration else None
+        if damage is None and declared is not None and end < declared - 2 / float(rate) - 0.1:
+            # A cut-off file: its header promises more than its packets hold.
+            damage = f"its frames end at {end:.2f} s of the {declared:.2f} s its header declares"
         pix_fmt = ctx.format.name if ctx.format is not None else "yuv420p"
         color = ColorTags(
             range=int(ctx.color_range or 0),
@@ -177,6 +186,7 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             color=color,
             codec=ctx.name,
             extra_streams=extra,
+            damage=damage,
         )
 
 
