@@ -236,3 +236,27 @@ def test_without_resume_an_earlier_work_folder_is_started_over(tmp_path, model_f
     res = _run(src, "-m", model_file, *FAST, "--resume")
     assert res.exit_code == 0, res.output
     assert probe_video(tmp_path / "clip_sr.mp4").frames == 4
+
+
+def test_a_full_disk_gives_one_line_and_no_partial_output(tmp_path, model_file):
+    import shutil
+
+    src = make_clip(tmp_path / "clip.mp4", frames=12)
+    full = tmp_path / "full"
+    full.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("needs mount(8) for a real full file system")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        res = _run(src, "-m", model_file, *FAST, "-o", full, "--crf", "0")
+        assert res.exit_code == 1
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "No space left on device" in errors[0], res.output
+        assert not (full / "clip_sr.mp4").exists()
+        assert not [p for p in full.iterdir() if p.name.startswith(".clip_sr.mp4.tmp")]
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
