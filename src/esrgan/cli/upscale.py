@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TextIO
 
+import torch
 import typer
 
 from esrgan.cli._common import EXIT_FAILED, error, fail, parse_tile
@@ -32,6 +33,8 @@ from esrgan.inference.int8 import drops_help as int8_drops_help
 from esrgan.inference.memory import parse_memory
 from esrgan.inference.precision import AUTO_INT8_MAX_DROP_DB
 from esrgan.inference.resize import check_outscale
+from esrgan.inference.scaleout import upscale_jobs_shared
+from esrgan.inference.sharding import Group, device_for, mine, shard_from_env, thread_share
 from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn
 from esrgan.inference.video import DEFAULT_SEGMENT_SECONDS, VideoOptions
 from esrgan.io import DEFAULT_MAX_PIXELS
@@ -191,15 +194,22 @@ def upscale(
             check_codec(video_codec, Path("x.mkv"))
     except ValueError as exc:
         raise fail(str(exc)) from None
+    shard = shard_from_env()
     plan = plan_jobs(
         inputs, recursive=recursive, out_dir=out_dir, suffix=suffix, ext=ext, overwrite=overwrite
     )
-    jobs, totals = plan.to_run(overwrite=overwrite), _report_plan(plan, overwrite=overwrite)
+    # In a shared run (torchrun, srun) every process plans the same jobs; the first one reports the plan.
+    jobs = plan.to_run(overwrite=overwrite)
+    totals = _report_plan(plan, overwrite=overwrite, show=shard.rank == 0)
     if not jobs:
         typer.echo(
             f"nothing to do: {totals.failed} failed, {totals.skipped} skipped", err=bool(totals.failed)
         )
         raise typer.Exit(EXIT_FAILED if totals.failed else 0)
+    if shard.shared:
+        device = device_for(shard, device)
+        if not device.startswith("cuda"):
+            torch.set_num_threads(thread_share(shard))
     try:
         if out_dir is not None:
             check_out_dir(out_dir)
@@ -220,17 +230,38 @@ def upscale(
     if upscaler.precision == "int8":
         _prepare_int8(upscaler, model or DEFAULT_MODEL, quiet=quiet)
     tile_bar = None if quiet else _tile_bar
-    results = upscale_jobs(
-        upscaler,
-        jobs,
-        max_pixels=max_pixels or None,
-        quality=quality,
-        outscale=outscale,
-        tile_progress=tile_bar,
-        video=video,
-        frame_progress=None if quiet else _frame_bar,
-    )
-    _report_results(results, totals, upscaler, count=len(jobs), quiet=quiet, outscale=outscale)
+    frame_bar = None if quiet or shard.rank else _frame_bar
+    group = Group(shard=shard)
+    group.start()
+    try:
+        if shard.shared:
+            results: Iterable[FileResult] = upscale_jobs_shared(
+                upscaler,
+                jobs,
+                shard=shard,
+                group=group,
+                max_pixels=max_pixels or None,
+                quality=quality,
+                outscale=outscale,
+                video=video,
+                tile_progress=tile_bar,
+                frame_progress=frame_bar,
+            )
+        else:
+            results = upscale_jobs(
+                upscaler,
+                jobs,
+                max_pixels=max_pixels or None,
+                quality=quality,
+                outscale=outscale,
+                tile_progress=tile_bar,
+                video=video,
+                frame_progress=frame_bar,
+            )
+        count = len(mine(jobs, shard))
+        _report_results(results, totals, upscaler, count=count, quiet=quiet, outscale=outscale)
+    finally:
+        group.close()
     if totals.failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -263,11 +294,11 @@ def _parse_max_memory(value: str | None) -> int | None:
         raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
-def _report_plan(plan: Plan, *, overwrite: bool) -> BatchTotals:
-    """Print the inputs that cannot run and the outputs kept; the totals start from them."""
-    for problem in plan.problems:
+def _report_plan(plan: Plan, *, overwrite: bool, show: bool = True) -> BatchTotals:
+    """Print the inputs that cannot run and the outputs kept (`show`); the totals start from them."""
+    for problem in plan.problems if show else []:
         error(f"{problem.path}: {problem.reason}")
-    for job in [] if overwrite else plan.existing:
+    for job in [] if overwrite or not show else plan.existing:
         typer.echo(f"skip: {job.src}: {job.dst} exists (use --overwrite to replace it)", err=True)
     return BatchTotals(failed=len(plan.problems), skipped=0 if overwrite else len(plan.existing))
 

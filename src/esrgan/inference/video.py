@@ -245,6 +245,11 @@ def _chain(first: Frame, rest: Iterator[Frame]) -> Iterator[Frame]:
 def finish_video(job: VideoJob) -> int:
     """Join the finished segments into the output (atomically), copy the source's audio and subtitles,
     remove the work folder; returns the output's frame count."""
+    missing = [s.index for s in job.segments if not job.done(s)]
+    if missing:
+        raise VideoError(
+            job.dst, f"segment {missing[0]} of {len(job.segments)} was not finished; nothing joined"
+        )
     parts = [job.part(s) for s in job.segments if job.part(s).is_file()]
     if not parts:
         raise VideoError(job.src, "no frame could be decoded")

@@ -99,11 +99,13 @@ class VideoSpec:
 
 
 def _container_options(path: str | os.PathLike[str], time_base: Fraction) -> dict[str, str]:
-    # MP4 and MOV keep an edit list's offsets in the movie time scale (1/1000 s unless told): a part
-    # starting at an exact frame time would come back a fraction of a millisecond off.
+    # bitexact: no random segment id (Matroska) or library version in the file, so the same frames give
+    # the same bytes whichever process wrote them. MP4 and MOV keep an edit list's offsets in the movie
+    # time scale (1/1000 s unless told): a part starting at an exact frame time would come back a
+    # fraction of a millisecond off.
     if Path(path).suffix.lower() in (".mp4", ".m4v", ".mov"):
-        return {"movie_timescale": str(time_base.denominator)}
-    return {}
+        return {"fflags": "+bitexact", "movie_timescale": str(time_base.denominator)}
+    return {"fflags": "+bitexact"}
 
 
 def _encoder_options(codec: str, crf: int) -> dict[str, str]:
