@@ -388,12 +388,12 @@ def _video_job(
 ) -> FileResult:
     """One video job, its failure as a one-line result (the output never appears half written)."""
     with ExitStack() as stack:
+        # The bar opens once the video is planned (its frame count known) and closes with the job.
+        holder: list[Callable[[int], None] | None] = []
 
         def on_start(planned: VideoJob, done: int) -> None:
             if frame_progress is not None:
                 holder.append(stack.enter_context(frame_progress(job, planned.info.frames, done)))
-
-        holder: list[Callable[[int], None] | None] = []
 
         def on_frames(n: int) -> None:
             if holder and holder[0] is not None:
