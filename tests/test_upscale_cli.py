@@ -277,7 +277,7 @@ def test_setup_errors_are_one_line(tmp_path, model_file):
     with pytest.raises(SetupError, match="larger than tile_overlap"):
         load_upscaler(str(model_file), device="cpu", tile=16, tile_overlap=16)
     assert check_ext("JPG") == ".jpg" and check_ext(None) is None
-    with pytest.raises(ValueError, match=r"^xyz: not an image format"):
+    with pytest.raises(ValueError, match=r"^xyz: not an image or video format"):
         check_ext("xyz")
 
 
