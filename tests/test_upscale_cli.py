@@ -277,5 +277,37 @@ def test_setup_errors_are_one_line(tmp_path, model_file):
     with pytest.raises(SetupError, match="larger than tile_overlap"):
         load_upscaler(str(model_file), device="cpu", tile=16, tile_overlap=16)
     assert check_ext("JPG") == ".jpg" and check_ext(None) is None
-    with pytest.raises(ValueError, match=r"^xyz: not an image format"):
+    with pytest.raises(ValueError, match=r"^xyz: not an image or video format"):
         check_ext("xyz")
+
+
+@pytest.mark.parametrize(("outscale", "size"), [("1", (12, 10)), ("3", (36, 30)), ("1.5", (18, 15))])
+def test_outscale_resizes_the_models_output_to_the_asked_scale(tmp_path, model_file, outscale, size):
+    src = _png(tmp_path / "a.png", mode="RGBA")
+    res = _run(src, "-m", model_file, "--device", "cpu", "--precision", "fp32", "--outscale", outscale)
+    assert res.exit_code == 0, res.output
+    out = Image.open(tmp_path / "a_sr.png")
+    assert out.size == size and out.mode == "RGBA"
+    assert f"x2 then x{outscale} in all" in res.stdout
+
+
+def test_outscale_equals_the_services_resize_of_the_models_output(tmp_path, model_file):
+    from esrgan.inference import upscale_image
+    from esrgan.inference.resize import resize_image
+    from esrgan.io import read_image
+
+    src = _png(tmp_path / "a.png")
+    assert (
+        _run(src, "-m", model_file, "--precision", "fp32", "--runtime", "torch", "--outscale", "1").exit_code
+        == 0
+    )
+    upscaler, _ = load_upscaler(str(model_file), device="cpu", precision="fp32", runtime="torch")
+    expected = resize_image(upscale_image(upscaler, read_image(src)), height=10, width=12)
+    got = np.asarray(Image.open(tmp_path / "a_sr.png"), dtype=np.float32) / 255
+    want = expected.pixels.permute(1, 2, 0).numpy()
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+
+
+def test_outscale_must_be_above_zero(tmp_path, model_file):
+    res = _run(_png(tmp_path / "a.png"), "-m", model_file, "--outscale", "0")
+    assert res.exit_code == 2 and not (tmp_path / "a_sr.png").exists()

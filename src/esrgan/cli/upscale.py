@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TextIO
 
+import torch
 import typer
 
 from esrgan.cli._common import EXIT_FAILED, error, fail, parse_tile
@@ -31,14 +32,20 @@ from esrgan.inference.batch import (
 from esrgan.inference.int8 import drops_help as int8_drops_help
 from esrgan.inference.memory import parse_memory
 from esrgan.inference.precision import AUTO_INT8_MAX_DROP_DB
+from esrgan.inference.resize import check_outscale
+from esrgan.inference.scaleout import upscale_jobs_shared
+from esrgan.inference.sharding import Group, device_for, mine, shard_from_env, thread_share
 from esrgan.inference.tiling import DEFAULT_TILE_OVERLAP, ProgressFn
+from esrgan.inference.video import DEFAULT_SEGMENT_SECONDS, VideoOptions
 from esrgan.io import DEFAULT_MAX_PIXELS
+from esrgan.io.video_write import DEFAULT_CRF, VIDEO_CODECS, check_codec
 from esrgan.weights.zoo import DEFAULT_MODEL
 
 Inputs = Annotated[
     list[str],
     typer.Argument(
-        metavar="INPUTS...", help="Image files, folders, or glob patterns (quote them; ** recurses)."
+        metavar="INPUTS...",
+        help="Image and video files, folders, or glob patterns (quote them; ** recurses).",
     ),
 ]
 Model = Annotated[
@@ -99,6 +106,39 @@ Quality = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")
 MaxPixels = Annotated[
     int, typer.Option(min=0, help="Refuse inputs with more pixels (decompression bombs); 0 = no limit.")
 ]
+Outscale = Annotated[
+    float | None,
+    typer.Option(
+        help="Final scale (e.g. 2 with an x4 model): the model runs at its own scale, then one bicubic "
+        "resize to the input's size times this. Default: the model's scale.",
+    ),
+]
+VideoCodec = Annotated[
+    str | None,
+    typer.Option(help=f"Video encoder: {', '.join(VIDEO_CODECS)}. Default: libx264 (libvpx-vp9 for webm)."),
+]
+Crf = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        max=63,
+        help="Video constant quality, lower is better (0: lossless except libsvtav1). Default per "
+        f"encoder: {', '.join(f'{k} {v}' for k, v in DEFAULT_CRF.items())}.",
+    ),
+]
+SegmentSeconds = Annotated[
+    float,
+    typer.Option(
+        help="Videos are encoded in segments of about this length, each kept in a work folder beside the "
+        "output (.NAME.parts) until all are joined; --resume loses at most one.",
+    ),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="Continue interrupted videos from their finished segments (same settings only)."
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-file lines.")]
 
 
@@ -118,29 +158,59 @@ def upscale(
     overwrite: Overwrite = False,
     quality: Quality = 95,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    outscale: Outscale = None,
+    video_codec: VideoCodec = None,
+    crf: Crf = None,
+    segment_seconds: SegmentSeconds = DEFAULT_SEGMENT_SECONDS,
+    resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
-    """Upscale images with an ESRGAN-family model (tiled, any size, any device).
+    """Upscale images and videos with an ESRGAN-family model (tiled, any size, any device).
 
-    Writes NAME_sr.EXT beside each input, or under --out-dir.
+    Writes NAME_sr.EXT beside each input, or under --out-dir. Videos (mp4, mkv, mov, webm, avi) keep
+    their timestamps, audio and subtitles; see --video-codec, --crf, --resume.
     Existing outputs are kept unless --overwrite is given.
     Exit status: 0 all done, 1 some inputs failed, 2 bad options or model.
     """
     tile_value = parse_tile(tile)
+    if outscale is not None:
+        try:
+            outscale = check_outscale(outscale)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--outscale") from None
     memory_value = _parse_max_memory(max_memory)
     try:
         ext = check_ext(ext)
     except ValueError as exc:
         raise fail(f"--ext {exc}") from None
+    try:
+        video = VideoOptions(
+            codec=video_codec,
+            crf=crf,
+            segment_seconds=segment_seconds,
+            resume=resume,
+            model=model or DEFAULT_MODEL,
+        )
+        if video_codec is not None:
+            check_codec(video_codec, Path("x.mkv"))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    shard = shard_from_env()
     plan = plan_jobs(
         inputs, recursive=recursive, out_dir=out_dir, suffix=suffix, ext=ext, overwrite=overwrite
     )
-    jobs, totals = plan.to_run(overwrite=overwrite), _report_plan(plan, overwrite=overwrite)
+    # In a shared run (torchrun, srun) every process plans the same jobs; the first one reports the plan.
+    jobs = plan.to_run(overwrite=overwrite)
+    totals = _report_plan(plan, overwrite=overwrite, show=shard.rank == 0)
     if not jobs:
         typer.echo(
             f"nothing to do: {totals.failed} failed, {totals.skipped} skipped", err=bool(totals.failed)
         )
         raise typer.Exit(EXIT_FAILED if totals.failed else 0)
+    if shard.shared:
+        device = device_for(shard, device)
+        if not device.startswith("cuda"):
+            torch.set_num_threads(thread_share(shard))
     try:
         if out_dir is not None:
             check_out_dir(out_dir)
@@ -163,10 +233,38 @@ def upscale(
     if upscaler.precision == "int8":
         _prepare_int8(upscaler, model or DEFAULT_MODEL, quiet=quiet)
     tile_bar = None if quiet else _tile_bar
-    results = upscale_jobs(
-        upscaler, jobs, max_pixels=max_pixels or None, quality=quality, tile_progress=tile_bar
-    )
-    _report_results(results, totals, upscaler, count=len(jobs), quiet=quiet)
+    frame_bar = None if quiet or shard.rank else _frame_bar
+    group = Group(shard=shard)
+    group.start()
+    try:
+        if shard.shared:
+            results: Iterable[FileResult] = upscale_jobs_shared(
+                upscaler,
+                jobs,
+                shard=shard,
+                group=group,
+                max_pixels=max_pixels or None,
+                quality=quality,
+                outscale=outscale,
+                video=video,
+                tile_progress=tile_bar,
+                frame_progress=frame_bar,
+            )
+        else:
+            results = upscale_jobs(
+                upscaler,
+                jobs,
+                max_pixels=max_pixels or None,
+                quality=quality,
+                outscale=outscale,
+                tile_progress=tile_bar,
+                video=video,
+                frame_progress=frame_bar,
+            )
+        count = len(mine(jobs, shard))
+        _report_results(results, totals, upscaler, count=count, quiet=quiet, outscale=outscale)
+    finally:
+        group.close()
     if totals.failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -208,17 +306,23 @@ def _parse_max_memory(value: str | None) -> int | None:
         raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
-def _report_plan(plan: Plan, *, overwrite: bool) -> BatchTotals:
-    """Print the inputs that cannot run and the outputs kept; the totals start from them."""
-    for problem in plan.problems:
+def _report_plan(plan: Plan, *, overwrite: bool, show: bool = True) -> BatchTotals:
+    """Print the inputs that cannot run and the outputs kept (`show`); the totals start from them."""
+    for problem in plan.problems if show else []:
         error(f"{problem.path}: {problem.reason}")
-    for job in [] if overwrite else plan.existing:
+    for job in [] if overwrite or not show else plan.existing:
         typer.echo(f"skip: {job.src}: {job.dst} exists (use --overwrite to replace it)", err=True)
     return BatchTotals(failed=len(plan.problems), skipped=0 if overwrite else len(plan.existing))
 
 
 def _report_results(
-    results: Iterable[FileResult], totals: BatchTotals, upscaler: Upscaler, *, count: int, quiet: bool
+    results: Iterable[FileResult],
+    totals: BatchTotals,
+    upscaler: Upscaler,
+    *,
+    count: int,
+    quiet: bool,
+    outscale: float | None = None,
 ) -> None:
     """Print each file's error or output path under a progress bar over files, then the summary line."""
     from tqdm import tqdm
@@ -227,15 +331,18 @@ def _report_results(
     bar_off = True if quiet or count < 2 else None
     for result in tqdm(results, total=count, desc="upscale", unit="img", disable=bar_off, file=sys.stderr):
         totals.add(result)
+        for warning in result.warnings:
+            tqdm.write(f"warning: {' '.join(warning.split())}", file=sys.stderr)
         if result.error is not None:
             error(result.error)
         elif not quiet:
             tqdm.write(_printable(f"{result.job.src} -> {result.job.dst}", sys.stdout))
     t, up = totals, upscaler
+    scale = f"x{up.scale}" if outscale is None else f"x{up.scale} then x{outscale:g} in all"
     typer.echo(
         f"done: {t.ok} ok, {t.failed} failed, {t.skipped} skipped; {t.megapixels_in:.2f} MP in -> "
         f"{t.megapixels_out:.2f} MP out in {time.perf_counter() - start:.1f} s "
-        f"({up.device}, {up.path}, x{up.scale})"
+        f"({up.device}, {up.path}, {scale})"
     )
 
 
@@ -259,6 +366,27 @@ def _tile_bar(job: Job, n_tiles: int) -> Iterator[ProgressFn]:
 
         def advance(done: int, total: int) -> None:
             bar.update(1)
+
+        yield advance
+
+
+@contextmanager
+def _frame_bar(job: Job, frames: int, done: int) -> Iterator[Callable[[int], None]]:
+    """A per-video progress bar over frames, with frames/s and the time left."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=frames,
+        initial=done,
+        desc=job.src.name,
+        unit="frame",
+        leave=False,
+        file=sys.stderr,
+        smoothing=0.1,
+    ) as bar:
+
+        def advance(n: int) -> None:
+            bar.update(n)
 
         yield advance
 

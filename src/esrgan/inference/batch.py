@@ -12,15 +12,18 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from esrgan.inference import DeviceError, Upscaler, upscale_image
+from esrgan.inference.resize import output_size, resize_image
 from esrgan.inference.tiling import ProgressFn, default_tile_overlap
+from esrgan.inference.video import VideoJob, VideoOptions, upscale_video
 from esrgan.io import DEFAULT_MAX_PIXELS, ImageError, format_for_path, is_image_file, read_image, write_image
+from esrgan.io.video import OUTPUT_VIDEO_EXTENSIONS, VideoError, is_video_file
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,21 @@ class Plan:
         return [*self.jobs, *self.existing] if overwrite else list(self.jobs)
 
 
+def _is_media(path: Path) -> bool:
+    return is_image_file(path) or is_video_file(path)
+
+
 def _scan_folder(folder: Path, recursive: bool) -> list[Path]:
     found = folder.rglob("*") if recursive else folder.iterdir()
-    # Hidden files include atomic_write's temporaries of a run still in progress.
-    return sorted(p for p in found if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    # Hidden files and folders include atomic_write's temporaries and the video segments of a run
+    # still in progress.
+    return sorted(
+        p
+        for p in found
+        if p.is_file()
+        and _is_media(p)
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _glob_base(pattern: str) -> Path:
@@ -102,7 +116,7 @@ def expand_inputs(inputs: list[str], *, recursive: bool) -> tuple[list[InputFile
                 if m.is_dir():
                     for p in _scan_folder(m, recursive):
                         add(p, base, False)
-                elif m.is_file() and is_image_file(m):
+                elif m.is_file() and _is_media(m):
                     add(m, base, False)
             if not matches:
                 problems.append(Problem(path, "no files match this pattern"))
@@ -112,10 +126,17 @@ def expand_inputs(inputs: list[str], *, recursive: bool) -> tuple[list[InputFile
 
 
 def output_path(item: InputFile, *, out_dir: Path | None, suffix: str, ext: str | None) -> Path:
-    """`<stem><suffix><ext>` beside the input, or under `out_dir` mirroring the input's sub-folders."""
-    # Keep the input's format; a file named explicitly with an odd extension gets PNG.
-    kept = item.path.suffix if is_image_file(item.path) else ".png"
-    new_ext = ext if ext is not None else kept
+    """`<stem><suffix><ext>` beside the input, or under `out_dir` mirroring the input's sub-folders.
+
+    `ext` applies to the inputs of its kind (an image extension to images, a video one to videos); the
+    others keep their format (an image named with an odd extension gets PNG, a video in a container
+    this tool does not write gets MP4)."""
+    if is_video_file(item.path):
+        kept = item.path.suffix if item.path.suffix.lower() in OUTPUT_VIDEO_EXTENSIONS else ".mp4"
+        new_ext = ext if ext is not None and ext in OUTPUT_VIDEO_EXTENSIONS else kept
+    else:
+        kept = item.path.suffix if is_image_file(item.path) else ".png"
+        new_ext = ext if ext is not None and ext not in OUTPUT_VIDEO_EXTENSIONS else kept
     name = f"{item.path.stem}{suffix}{new_ext}"
     if out_dir is None:
         return item.path.parent / name
@@ -192,11 +213,11 @@ def plan_jobs(
 def check_ext(ext: str | None) -> str | None:
     """`ext` normalised to '.png' form (None: keep each input's); ValueError when no writer handles it."""
     normalised = normalise_ext(ext)
-    if normalised is not None:
+    if normalised is not None and normalised not in OUTPUT_VIDEO_EXTENSIONS:
         try:
             format_for_path(Path("x" + normalised))
         except ValueError:
-            raise ValueError(f"{ext}: not an image format this tool can write") from None
+            raise ValueError(f"{ext}: not an image or video format this tool can write") from None
     return normalised
 
 
@@ -280,6 +301,8 @@ class FileResult:
     error: str | None = None
     megapixels_in: float = 0.0
     megapixels_out: float = 0.0
+    warnings: tuple[str, ...] = ()
+    """One-line warnings about a file that was written (e.g. a truncated video's frames up to the damage)."""
 
 
 @dataclass
@@ -303,6 +326,9 @@ class BatchTotals:
 
 TileProgress = Callable[[Job, int], AbstractContextManager[ProgressFn | None]]
 """Called with a job and its tile count before it runs; the context's value is called after each tile."""
+FrameProgress = Callable[[Job, int, int], AbstractContextManager[Callable[[int], None] | None]]
+"""Called with a video job, its frame count and the frames already done (resumed); the context's value
+is called with the number of frames each batch finishes."""
 
 
 def upscale_jobs(
@@ -311,14 +337,26 @@ def upscale_jobs(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     quality: int = 95,
+    outscale: float | None = None,
     tile_progress: TileProgress | None = None,
+    video: VideoOptions | None = None,
+    frame_progress: FrameProgress | None = None,
 ) -> Iterator[FileResult]:
     """Read, upscale and write each job's image (outputs written atomically), yielding its result.
+
+    `outscale`: the final size relative to the input (None: the model's scale); the model runs at its
+    own scale, then one bicubic resize gives the exact size (`esrgan.inference.resize`). Videos (by
+    extension) are upscaled by `esrgan.inference.video` with `video`'s settings (its outscale is
+    `outscale`).
 
     A file that cannot be read, is too large (`max_pixels`; None: no limit), runs out of memory or
     cannot be written gives a result with an error, and the next job runs.
     """
+    video_options = replace(video or VideoOptions(), outscale=outscale)
     for job in jobs:
+        if is_video_file(job.src):
+            yield _video_job(upscaler, job, video_options, frame_progress)
+            continue
         try:
             image = read_image(job.src, max_pixels=max_pixels)
             progress: AbstractContextManager[ProgressFn | None] = nullcontext()
@@ -327,6 +365,9 @@ def upscale_jobs(
                 progress = tile_progress(job, upscaler.num_tiles(image.height, image.width, batch))
             with progress as on_tile:
                 result = upscale_image(upscaler, image, on_tile=on_tile)
+            if outscale is not None:
+                width, height = output_size(image.width, image.height, outscale)
+                result = resize_image(result, height=height, width=width)
             write_image(job.dst, result, quality=quality)
         except ImageError as exc:
             yield FileResult(job, str(exc))
@@ -340,3 +381,39 @@ def upscale_jobs(
             yield FileResult(job, f"{job.src}: {exc}")
         else:
             yield FileResult(job, megapixels_in=image.megapixels, megapixels_out=result.megapixels)
+
+
+def _video_job(
+    upscaler: Upscaler, job: Job, options: VideoOptions, frame_progress: FrameProgress | None
+) -> FileResult:
+    """One video job, its failure as a one-line result (the output never appears half written)."""
+    with ExitStack() as stack:
+        # The bar opens once the video is planned (its frame count known) and closes with the job.
+        holder: list[Callable[[int], None] | None] = []
+
+        def on_start(planned: VideoJob, done: int) -> None:
+            if frame_progress is not None:
+                holder.append(stack.enter_context(frame_progress(job, planned.info.frames, done)))
+
+        def on_frames(n: int) -> None:
+            if holder and holder[0] is not None:
+                holder[0](n)
+
+        try:
+            result = upscale_video(
+                upscaler, job.src, job.dst, options=options, on_start=on_start, on_frames=on_frames
+            )
+        except VideoError as exc:
+            return FileResult(job, str(exc))
+        except (torch.cuda.OutOfMemoryError, MemoryError):
+            return FileResult(job, f"{job.src}: out of memory (try a smaller --tile)")
+        except OSError as exc:
+            return FileResult(job, f"{job.dst}: cannot write output ({exc.strerror or exc})")
+        except ValueError as exc:
+            return FileResult(job, f"{job.src}: {exc}")
+    return FileResult(
+        job,
+        megapixels_in=result.megapixels_in,
+        megapixels_out=result.megapixels_out,
+        warnings=result.warnings,
+    )

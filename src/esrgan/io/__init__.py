@@ -1,8 +1,9 @@
 """Reading and writing media files: the floor below data, inference, evaluation and serving.
 
 One function per verb (`read_image`, `probe_image`, `write_image`, ...), the codec libraries (Pillow,
-OpenCV for 16-bit PNG) hidden behind them; a `video` module will sit beside `image_read` and
-`image_write`. Importing does no I/O and loads no codec library.
+OpenCV for 16-bit PNG) hidden behind them; video (`probe_video`, `read_video`, `write_video`,
+`join_videos`) through PyAV in `video` and `video_write`. Importing does no I/O and loads no codec
+library.
 
     from esrgan.io import read_image, write_image
 
@@ -22,6 +23,8 @@ from esrgan.io.image import (
 )
 from esrgan.io.image_read import apply_orientation, probe_image, read_image, read_rgb
 from esrgan.io.image_write import encode_image, write_image
+from esrgan.io.video import VideoError, VideoInfo, is_video_file, probe_video, read_video
+from esrgan.io.video_write import join_videos, write_video
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -32,13 +35,20 @@ __all__ = [
     "ImageError",
     "ImageInfo",
     "ImageSource",
+    "VideoError",
+    "VideoInfo",
     "apply_orientation",
     "encode_image",
     "format_for_path",
     "is_image_file",
+    "is_video_file",
+    "join_videos",
     "probe_image",
+    "probe_video",
     "read_image",
     "read_rgb",
+    "read_video",
     "sniff_format",
     "write_image",
+    "write_video",
 ]

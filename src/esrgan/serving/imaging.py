@@ -1,5 +1,5 @@
 """What the API adds to the package's image reader and writer: the formats it takes and gives, their
-content types, `ImageError` as a 400/413/415 answer, and the resize to the asked outscale.
+content types, and `ImageError` as a 400/413/415 answer.
 
 Uploads are decoded from memory (never written to disk) by `esrgan.io`: the format
 comes from the file's first bytes, never from its name or declared content type, and the pixel count
@@ -9,11 +9,7 @@ from its header, so an oversized image (a decompression bomb) is refused before 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TypeVar
-
-import torch
-from torch.nn import functional as F
 
 from esrgan.io import (
     ImageData,
@@ -62,19 +58,3 @@ def open_upload(data: bytes, *, max_pixels: int) -> ImageInfo:
 def decode_upload(data: bytes, *, max_pixels: int) -> ImageData:
     """Decode the upload (EXIF orientation applied, ICC profile kept, 16 bits kept)."""
     return _upload(read_image, data, max_pixels)
-
-
-def _resize(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    # antialias matters when shrinking (outscale below the model's scale); bicubic overshoot is clamped.
-    out = F.interpolate(
-        t.unsqueeze(0), size=(height, width), mode="bicubic", align_corners=False, antialias=True
-    )
-    return out[0].clamp_(0.0, 1.0)
-
-
-def resize_image(image: ImageData, *, height: int, width: int) -> ImageData:
-    """Bicubic resize of colour and alpha to an exact size (no-op when it already has it)."""
-    if (image.height, image.width) == (height, width):
-        return image
-    alpha = None if image.alpha is None else _resize(image.alpha, height, width)
-    return replace(image, pixels=_resize(image.pixels, height, width), alpha=alpha)

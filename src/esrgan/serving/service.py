@@ -12,9 +12,10 @@ import torch
 
 from esrgan.inference import DeviceError, upscale_image
 from esrgan.inference.precision import INFERENCE_PRECISIONS
+from esrgan.inference.resize import output_size, resize_image
 from esrgan.io import ImageData, ImageInfo, encode_image
 from esrgan.serving.errors import ApiError
-from esrgan.serving.imaging import content_type, decode_upload, extension, open_upload, resize_image
+from esrgan.serving.imaging import content_type, decode_upload, extension, open_upload
 from esrgan.serving.metrics import Metrics
 from esrgan.serving.pool import Ticket
 from esrgan.serving.progress import REQUEST_ID, ProgressBoard
@@ -59,10 +60,6 @@ def _number(name: str, text: str, kind: type[int] | type[float]) -> float:
     if not math.isfinite(value):
         raise ApiError(400, f"{name} must be finite, got {text[:40]!r}")
     return value
-
-
-def output_size(width: int, height: int, outscale: float) -> tuple[int, int]:
-    return max(1, round(width * outscale)), max(1, round(height * outscale))
 
 
 def safe_filename(name: str | None, *, suffix: str, ext: str) -> str:
