@@ -326,3 +326,17 @@ def test_validation_sets_refuse_a_degradation(shared_dir: Path) -> None:
 def test_the_blockiness_measure_reads_one_without_an_8px_grid() -> None:
     rng = np.random.default_rng(0)
     assert _blockiness(rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)) == pytest.approx(1.0, abs=0.1)
+
+
+def test_clean_prob_one_gives_the_protocols_bicubic_lr(shared_dir: Path) -> None:
+    from esrgan.data.imresize import degrade
+
+    hr = _photo(shared_dir, 64)
+    deg = RealESRGANDegradation(config=DegradationConfig(clean_prob=1.0), scale=4)
+    lr = deg(hr, np.random.default_rng(0))
+    x = torch.from_numpy(hr).permute(2, 0, 1).double() / 255
+    want = degrade(x, 4).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(lr, want)
+    some = RealESRGANDegradation(config=DegradationConfig(clean_prob=0.5), scale=4)
+    clean = sum(np.array_equal(some(hr, np.random.default_rng(i)), want) for i in range(40))
+    assert 10 <= clean <= 30

@@ -191,6 +191,9 @@ class DegradationConfig:
     """Probability of the sinc filter beside the final resize."""
     final_sinc_size: tuple[int, int] = (7, 21)
     """Kernel sizes of the final sinc filter."""
+    clean_prob: float = 0.0
+    """Probability that a pair gets the clean MATLAB-bicubic LR instead (not in Real-ESRGAN, whose models
+    lose PSNR on clean inputs; a share of clean pairs keeps a model good on those too)."""
     usm_hr: bool = False
     """Train the pixel and perceptual losses against an unsharp-masked HR (not D's real input)."""
     usm: USMConfig = field(default_factory=USMConfig)
@@ -201,6 +204,7 @@ class DegradationConfig:
 
     def __post_init__(self) -> None:
         _prob("final_sinc_prob", self.final_sinc_prob)
+        _prob("clean_prob", self.clean_prob)
         _range("final_sinc_size", self.final_sinc_size, 3, 41)
         if any(k % 2 == 0 for k in self.final_sinc_size):
             _fail("final_sinc_size", f"must be odd sizes, got {list(self.final_sinc_size)}")

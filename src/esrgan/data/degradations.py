@@ -7,6 +7,8 @@ An HR patch (uint8 HWC RGB) goes through
     final:        in random order, [resize to HR / scale + sinc filter (p 0.8)] and JPEG
     clamp, round to 8 bit
 
+(or, with probability ``clean_prob``, 0 by default, the clean MATLAB-bicubic LR instead)
+
 with every parameter drawn from one ``numpy.random.Generator``: the same generator state gives the
 same LR, so a training item seeded from (seed, iteration, slot) is the same after ``--resume``. Between
 steps the image is float32 in [0, 1], as Real-ESRGAN keeps it on the GPU.
@@ -240,6 +242,8 @@ class RealESRGANDegradation:
         if h < s or w < s:
             raise ValueError(f"image {w}x{h} is smaller than the scale {s}")
         lr_size = (h // s, w // s)
+        if self.config.clean_prob > 0 and rng.random() < self.config.clean_prob:
+            return _bicubic(hr, s)
         img = hr.astype(np.float32) / np.float32(255.0)
         for step in (*self.first_steps, *self.second_steps):
             if step.p >= 1.0 or rng.random() < step.p:
@@ -257,6 +261,17 @@ class RealESRGANDegradation:
         else:
             img = resize_and_sinc(_jpeg(img, self._jpeg[1], rng))
         return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+
+
+def _bicubic(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The clean LR of the test protocol: MATLAB bicubic in float64, rounded to 8 bit."""
+    import torch
+
+    from esrgan.data.imresize import degrade
+
+    x = torch.from_numpy(np.ascontiguousarray(hr[:, :, :3])).permute(2, 0, 1).to(torch.float64) / 255.0
+    lr = degrade(x, scale).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())
 
 
 def _random_resize(
