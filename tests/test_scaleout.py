@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,23 @@ def _sha(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*_sr.*"))}
 
 
+def _run_group(
+    cmd: list[str], *, env: dict[str, str], timeout: float = 200
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in its own process group; on a timeout the whole group (torchrun and its workers, which
+    would otherwise wait at their barrier) is killed before the test fails."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @pytest.mark.timeout(240)
 def test_two_processes_write_the_same_files_as_one(tmp_path):
     if shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None:
@@ -67,12 +85,7 @@ def test_two_processes_write_the_same_files_as_one(tmp_path):
     cmd = [sys.executable, "-m", "esrgan", "upscale", str(tmp_path / "one"), *args]
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    res = subprocess.run(
-        [*torchrun, "-m", "esrgan", "upscale", str(tmp_path / "two"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    res = _run_group([*torchrun, "-m", "esrgan", "upscale", str(tmp_path / "two"), *args], env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     # Each process reports its own share: 2 + 3 files.
     assert sorted(line.split(";")[0] for line in res.stdout.splitlines() if line.startswith("done:")) == [
