@@ -38,6 +38,7 @@ from esrgan.data.degradation_config import (
     OrderConfig,
     ResizeConfig,
 )
+from esrgan.data.imresize import degrade_uint8
 from esrgan.data.kernels import bivariate_kernel
 from esrgan.data.transforms import _albumentations
 
@@ -243,7 +244,7 @@ class RealESRGANDegradation:
             raise ValueError(f"image {w}x{h} is smaller than the scale {s}")
         lr_size = (h // s, w // s)
         if self.config.clean_prob > 0 and rng.random() < self.config.clean_prob:
-            return _bicubic(hr, s)
+            return degrade_uint8(hr, s)
         img = hr.astype(np.float32) / np.float32(255.0)
         for step in (*self.first_steps, *self.second_steps):
             if step.p >= 1.0 or rng.random() < step.p:
@@ -261,17 +262,6 @@ class RealESRGANDegradation:
         else:
             img = resize_and_sinc(_jpeg(img, self._jpeg[1], rng))
         return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
-
-
-def _bicubic(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The clean LR of the test protocol: MATLAB bicubic in float64, rounded to 8 bit."""
-    import torch
-
-    from esrgan.data.imresize import degrade
-
-    x = torch.from_numpy(np.ascontiguousarray(hr[:, :, :3])).permute(2, 0, 1).to(torch.float64) / 255.0
-    lr = degrade(x, scale).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())
 
 
 def _random_resize(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 # Keys' cubic convolution kernel spans [-2, 2].
@@ -143,3 +144,12 @@ def degrade(hr: torch.Tensor, scale: int) -> torch.Tensor:
     if scale == 1:
         return quantize(hr)
     return quantize(imresize(hr, scale=1.0 / scale))
+
+
+def degrade_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
+    """`degrade` of a uint8 HWC image, as a uint8 HWC image (RGB channels only)."""
+    # float64 like MATLAB, so rounding to uint8 lands on the same levels.
+    # A copy: cached images are read-only memory maps, which torch will not wrap.
+    x = torch.from_numpy(np.array(hr[:, :, :3])).permute(2, 0, 1).to(torch.float64) / 255.0
+    lr = degrade(x, scale).mul(255).round().to(torch.uint8)
+    return np.ascontiguousarray(lr.permute(1, 2, 0).numpy())

@@ -68,8 +68,8 @@ def write_degraded_samples(
     """
     from esrgan.data.cache import load_image
     from esrgan.data.degradations import RealESRGANDegradation
-    from esrgan.data.imresize import degrade
-    from esrgan.data.transforms import from_tensor, mod_crop, to_tensor
+    from esrgan.data.imresize import degrade_uint8
+    from esrgan.data.transforms import mod_crop
 
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
@@ -94,7 +94,7 @@ def write_degraded_samples(
         if hr.shape[0] < scale or hr.shape[1] < scale:
             result.failed.append((src, f"{src}: image is smaller than the scale {scale}"))
             continue
-        clean = from_tensor(degrade(to_tensor(hr).double(), scale))
+        clean = degrade_uint8(hr, scale)
         row = [_cell(clean, f"{src.stem[:18]}: bicubic")]
         for j in range(count):
             lr = pipeline(hr, np.random.default_rng([seed, i, j]))

@@ -25,10 +25,10 @@ from torch.utils.data import Dataset
 from esrgan.data.archives import DatasetError
 from esrgan.data.cache import ImageCache
 from esrgan.data.degradation_config import DegradationConfig
+from esrgan.data.imresize import degrade_uint8
 from esrgan.data.transforms import (
     AugmentConfig,
     PairAugment,
-    from_tensor,
     mod_crop,
     paired_center_crop,
     paired_random_crop,
@@ -104,14 +104,6 @@ class DatasetOptions:
             raise ValueError(f"max_images must be a positive integer or None, got {self.max_images!r}")
 
 
-def _degrade_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
-    from esrgan.data.imresize import degrade
-
-    # float64 like MATLAB, so rounding to uint8 lands on the same levels; done once per image (cached).
-    x = torch.from_numpy(np.array(hr)).permute(2, 0, 1).to(torch.float64).div_(255.0)
-    return from_tensor(degrade(x, scale))
-
-
 class SRDataset(Dataset[SRItem]):
     """Items from `ImagePair`s, made as `options` says (see `DatasetOptions`); `source` names the data."""
 
@@ -169,7 +161,7 @@ class SRDataset(Dataset[SRItem]):
         if pair.lr is None:
             if hr.shape[0] < s or hr.shape[1] < s:
                 raise DatasetError(f"{pair.hr}: image is smaller than the scale {s}")
-            lr = self.cache.derived(pair.hr, f"degrade-x{s}", lambda: _degrade_uint8(hr, s))
+            lr = self.cache.derived(pair.hr, f"degrade-x{s}", lambda: degrade_uint8(hr, s))
         else:
             lr = self.cache.image(pair.lr)
             if hr.shape[0] != lr.shape[0] * s or hr.shape[1] != lr.shape[1] * s:
