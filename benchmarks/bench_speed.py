@@ -119,6 +119,44 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(info))
 
 
+def macs_per_input_pixel(model) -> float:  # model: torch.nn.Module
+    """Multiply-adds of one forward pass per input pixel, counted from the convolutions' shapes."""
+    import torch
+
+    total = 0
+
+    def hook(module, _inputs, output) -> None:
+        nonlocal total
+        k = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+        total += output.numel() * k
+
+    side = 32
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, side, side))
+    finally:
+        for h in handles:
+            h.remove()
+    return total / side**2
+
+
+def gemm_gflops(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n matrix product in this dtype: the practical roof of this CPU's units, to
+    set a network's achieved GFLOP/s against (a VM's nominal clock does not say the boost clock)."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.rand(n, n).to(dtype), torch.rand(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 def _run_child(cmd: list[str]) -> tuple[dict, float]:
     """Run a child process; its JSON line and its peak RSS in MiB."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -172,6 +210,9 @@ def _whole_process(args: argparse.Namespace, size: int, tmp: Path) -> None:
             args.model,
         ],
         "esrgan upscale": upscale("cli"),
+        # The measured choice among the fp32 paths only: what the default runs on a CPU without native
+        # bf16 (where the bf16 candidates are not tried), here at fp32's stricter 50 dB.
+        "esrgan upscale --precision fp32": upscale("cli32", "--precision", "fp32"),
     }
     if "openvino-int8" in args.backends.split(","):
         commands["esrgan upscale --precision int8"] = upscale("cli8", "--precision", "int8")
@@ -190,7 +231,9 @@ def _whole_process(args: argparse.Namespace, size: int, tmp: Path) -> None:
 
     a = np.asarray(Image.open(tmp / "eager.png"), dtype=np.float64)
     psnrs = {}
-    for name, folder in (("esrgan upscale", "cli"), ("esrgan upscale --precision int8", "cli8")):
+    folders = {"esrgan upscale": "cli", "esrgan upscale --precision fp32": "cli32"}
+    folders["esrgan upscale --precision int8"] = "cli8"
+    for name, folder in folders.items():
         if name in commands:
             b = np.asarray(Image.open(tmp / folder / src.name.replace(".png", "_sr.png")), dtype=np.float64)
             mse = float(((a - b) ** 2).mean())
@@ -250,9 +293,18 @@ def main() -> None:
         ),
         platform.processor(),
     )
-    from esrgan.device import cpu_info
+    from esrgan.device import cpu_has_native_bf16, cpu_info
 
     print(f"CPU class {cpu_info().cpu_class}: {cpu_info().describe()}")
+    from esrgan.weights import load_generator
+
+    macs = macs_per_input_pixel(load_generator(args.model, progress=False).eval())
+    print(f"{args.model}: {macs / 1e6:.2f} M multiply-adds per input pixel")
+    roofs = {"fp32": gemm_gflops("fp32")}
+    if cpu_has_native_bf16():
+        roofs["bf16"] = gemm_gflops("bf16")
+    roof = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roofs.items())
+    print(f"matrix product roof (2048^2, torch.mm): {roof}")
     print(
         f"{args.model}, {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, "
@@ -264,10 +316,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp_name:
         tmp = Path(tmp_name)
         print(
-            "| input | backend | seconds (median) | peak RSS MiB | vs eager fp32 | PSNR vs eager (dB) "
-            "| tiles |"
+            "| input | backend | seconds (median) | GFLOP/s | peak RSS MiB | vs eager fp32 "
+            "| PSNR vs eager (dB) | tiles |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for size, tiled, repeats in runs:
             # The tiled eager baseline runs over the default path's tiles, so that path goes first.
             order = sorted(backends, key=lambda b: b != "onnxruntime-fp32") if tiled else backends
@@ -307,8 +359,10 @@ def main() -> None:
                     (r, c), (th, tw) = info["tiles"], info["tile_hw"]
                     tiles = f"{r}x{c} of {tw}x{th} px ({info['compute_ratio']:.2f}x compute)"
                 label = f"{size}x{size}" + (f" tiled, {args.max_memory}" if tiled else "")
+                work = 2 * macs * size * size * info.get("compute_ratio", 1.0)
                 print(
-                    f"| {label} | {backend} | {med:.2f} | {rss:.0f} | {eager_s / med:.2f}x | {psnr} "
+                    f"| {label} | {backend} | {med:.2f} | {work / med / 1e9:.0f} | {rss:.0f} "
+                    f"| {eager_s / med:.2f}x | {psnr} "
                     f"| {tiles} |",
                     flush=True,
                 )

@@ -188,3 +188,73 @@ def test_the_upscaler_runs_the_measured_choice(monkeypatch: pytest.MonkeyPatch, 
     assert (up.path, up.prepared) == ("torch fp32", True)
     with torch.no_grad():
         assert torch.allclose(y, _tiny()(x).clamp(0, 1), atol=1e-5)
+
+
+def test_info_runtime_json_is_strict_json_with_identical_outputs_as_inf(
+    clock: _Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from typer.testing import CliRunner
+
+    from esrgan.cli import app
+    from esrgan.weights import save_generator
+
+    model = _tiny()
+    forced = [clock.candidate("exact", cost=1.0), clock.candidate("noisy", cost=0.1, noise=0.05)]
+    sel = select_path(model, candidates=forced, cache_dir=tmp_path, cpu=CPU, threads=1)
+    assert sel.choice == "exact"
+
+    def strict(text: str) -> dict:
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"not JSON: {constant}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    report = strict(sel.to_json(cpu=CPU))
+    verdicts = {v["name"]: v for v in report["verdicts"]}
+    assert verdicts["exact"]["db"] == "inf" and verdicts["exact"]["passed"]
+    assert verdicts["noisy"]["db"] < 45 and not verdicts["noisy"]["passed"]
+    assert report["choice"] == "exact" and report["cpu"]["class"] == "AVX-512"
+
+    # Through the CLI, with the measurement replaced by the one above (the real one is tested elsewhere).
+    save_generator(model, tmp_path / "tiny.safetensors")
+    monkeypatch.setattr(autoselect, "select_path", lambda *a, **k: sel)
+    res = CliRunner().invoke(app, ["info", str(tmp_path / "tiny.safetensors"), "--runtime", "--json"])
+    assert res.exit_code == 0, res.output
+    assert strict(res.output)["choice"] == "exact"
+
+
+def test_the_check_runs_each_crop_also_as_a_soft_lr_of_the_same_size():
+    pairs, _ = autoselect._check_images(_tiny())
+    assert len(pairs) == 2 * autoselect.CHECK_CROPS
+    for (lr, hr), (soft, soft_hr) in zip(pairs[::2], pairs[1::2], strict=True):
+        assert soft.shape == lr.shape and torch.equal(hr, soft_hr)
+        assert torch.equal((soft * 255).round() / 255, soft)  # 8-bit, like a real input
+
+        def detail(x: torch.Tensor) -> float:
+            return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean())
+
+        assert detail(soft) < 0.6 * detail(lr)
+
+
+def test_a_candidate_that_moves_only_the_soft_crops_is_never_chosen(clock: _Clock, tmp_path: Path):
+    soft_inputs = [lr for lr, _ in autoselect._check_images(_tiny())[0][1::2]]
+    base = clock.candidate("fast-but-moves-texture", cost=0.1)
+
+    def make(model: torch.nn.Module, cache_dir: Path | None, progress: bool) -> autoselect.Runner:
+        run = base.make(model, cache_dir, progress)  # type: ignore[misc]
+
+        def moved(x: torch.Tensor) -> torch.Tensor:
+            y = run(x)
+            if any(x.shape == s.shape and torch.equal(x, s) for s in soft_inputs):
+                y = (y + 0.05 * torch.randn_like(y)).clamp_(0, 1)
+            return y
+
+        return moved
+
+    forced = [
+        clock.candidate("slow", cost=1.0),
+        Candidate(name="moves", runtime="torch", precision="bf16", make=make),
+    ]
+    sel = select_path(_tiny(), candidates=forced, cache_dir=tmp_path, cpu=CPU, threads=1)
+    verdict = {v.name: v for v in sel.verdicts}["moves"]
+    assert sel.choice == "slow" and not verdict.passed and verdict.db is not None and verdict.db < 45

@@ -98,8 +98,6 @@ def info(
 
 
 def _runtime_info(spec: str, *, as_json: bool, refresh: bool) -> None:
-    from dataclasses import asdict
-
     from esrgan.device import cpu_info
     from esrgan.inference.autoselect import select_path
     from esrgan.inference.int8 import known_drop
@@ -115,8 +113,7 @@ def _runtime_info(spec: str, *, as_json: bool, refresh: bool) -> None:
     )
     cpu = cpu_info()
     if as_json:
-        report = asdict(selection) | {"cpu": asdict(cpu) | {"flags": list(cpu.speed_flags)}}
-        typer.echo(json.dumps(report, indent=2, default=str))
+        typer.echo(selection.to_json(cpu=cpu))
         return
     for line in selection.report(cpu=cpu):
         typer.echo(line)

@@ -78,6 +78,16 @@ class Selection:
         lines.append(f"choice:     {self.choice} ({source})")
         return lines
 
+    def to_json(self, *, cpu: CpuInfo | None = None) -> str:
+        """The decision as strict JSON (what `esrgan info --runtime --json` prints): identical outputs'
+        infinite dB, which JSON cannot hold, are the string "inf" as in the cache file."""
+        report = asdict(self)
+        report["verdicts"] = [{k: _finite(v) for k, v in d.items()} for d in report["verdicts"]]
+        if cpu is not None:
+            report["cpu"] = {"model": cpu.model, "class": cpu.cpu_class, "cores": cpu.cores}
+            report["cpu"]["flags"] = list(cpu.speed_flags)
+        return json.dumps(report, indent=2, allow_nan=False)
+
 
 def library_versions() -> dict[str, str]:
     """Versions of everything that computes a candidate's output ('-' for what is not installed)."""
