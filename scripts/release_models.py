@@ -60,14 +60,31 @@ def esrgan_test(
     return {name: d["mean"] for name, d in results["datasets"].items()}
 
 
+KINDS = {"final": "{stem}", "ema": "{stem}_ema", "best": "{best}"}
+
+
 def choose(
-    runs: list[Path], stem: str, key: str, args: argparse.Namespace, work: Path, *, dataset: str = "bsds100"
+    runs: list[Path],
+    stem: str,
+    key: str,
+    args: argparse.Namespace,
+    work: Path,
+    *,
+    dataset: str = "bsds100",
+    kinds: tuple[str, ...] = tuple(KINDS),
 ) -> Path:
-    """The stage's final raw or EMA weights or its best-on-validation ones, of any of ``runs``, whichever
-    scores best on the whole ``dataset`` (BSDS500 val; the runs validated on 20 crops of it)."""
+    """The stage's final raw or EMA weights or its best-on-validation ones (``kinds``), of any of ``runs``,
+    whichever scores best on the whole ``dataset`` (BSDS500 val; the runs validated on 20 crops of it).
+    A single candidate is taken without measuring (the release measures it)."""
+    names = [KINDS[k].format(stem=stem, best=stem.replace("_g", "_best")) for k in kinds]
+    found = [run / "weights" / f"{n}.safetensors" for run in runs for n in names]
+    found = [p for p in found if p.is_file()]
+    if len(found) == 1:
+        print(f"  {found[0]}: the only candidate")
+        return found[0]
     scores = {}
     for run in runs:
-        for name in (stem, f"{stem}_ema", stem.replace("_g", "_best")):
+        for name in names:
             path = run / "weights" / f"{name}.safetensors"
             if path.is_file():
                 out = work / f"val_{run.name}_{name}"
@@ -202,7 +219,10 @@ def base_metadata(run: Path) -> dict[str, str]:
 def release_real(args: argparse.Namespace, work: Path) -> dict:
     stem = "gan_g" if args.real_stage == "gan" else "pretrain_g"
     print(f"choosing the real-photo model ({stem}) on bsds100-real")
-    path = choose(args.run, stem, "lpips", args, work, dataset="bsds100-real")
+    kinds = tuple(k.strip() for k in args.real_candidates.split(",") if k.strip())
+    if not kinds or not set(kinds) <= set(KINDS):
+        raise SystemExit(f"--real-candidates: a comma-separated subset of {', '.join(KINDS)}")
+    path = choose(args.run, stem, "lpips", args, work, dataset="bsds100-real", kinds=kinds)
     model = load_weights(path)
     meta = {
         **base_metadata(path.parent.parent),
@@ -234,6 +254,11 @@ def main() -> None:
     p.add_argument("--psnr-only", action="store_true", help="release only esrgan-x4-psnr (stage 1 done)")
     p.add_argument("--real", action="store_true", help="release only esrgan-x4-real (see above)")
     p.add_argument("--real-stage", choices=("gan", "pretrain"), default="gan", help="stage --real takes")
+    p.add_argument(
+        "--real-candidates", default="final,ema,best",
+        help="which of the stage's generators --real chooses among (final raw, EMA, best on validation); "
+        "each costs a bsds100-real evaluation with LPIPS, one alone is taken as it is",
+    )  # fmt: skip
     p.add_argument("--sweep", action="store_true", help="also measure the alpha sweep and draw it")
     p.add_argument(
         "--redraw-sweep", action="store_true",

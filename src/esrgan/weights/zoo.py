@@ -148,6 +148,16 @@ REGISTRY: dict[str, ZooEntry] = {
             note="alpha 0.8 between the two bundled models (esrgan interpolate); scores in its metadata",
         ),
         ZooEntry(
+            name="esrgan-x4-real",
+            architecture=_OURS,
+            description="ours: for real photos (noise, blur, JPEG): Real-ESRGAN's degradations, BSDS500 only",
+            kind="bundled",
+            resource="esrgan-x4-real.safetensors",
+            tensors_sha256="441a576aeffbbd5852717c3470e84f609b05c53000e441457bbbe16291ed3268",
+            license="Apache-2.0 (this project); trained on BSDS500 images",
+            note="configs/cpu_esrgan_x4_real.yaml, EMA of G at GAN iteration 1194; scores in its metadata",
+        ),
+        ZooEntry(
             name="realesrgan-x4plus-anime",
             architecture=RRDBNetConfig(num_block=6),
             description="Real-ESRGAN x4plus anime (6 RRDBs, illustrations); fp16 ncnn release",
