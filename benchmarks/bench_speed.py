@@ -295,7 +295,8 @@ def main() -> None:
     )
     from esrgan.device import cpu_has_native_bf16, cpu_info
 
-    print(f"CPU class {cpu_info().cpu_class}: {cpu_info().describe()}")
+    this_cpu = cpu_info()
+    print(f"CPU class {this_cpu.cpu_class}: {this_cpu.describe()}")
     from esrgan.weights import load_generator
 
     macs = macs_per_input_pixel(load_generator(args.model, progress=False).eval())

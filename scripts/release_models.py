@@ -79,22 +79,19 @@ def choose(
     names = [KINDS[k].format(stem=stem, best=stem.replace("_g", "_best")) for k in kinds]
     found = [run / "weights" / f"{n}.safetensors" for run in runs for n in names]
     found = [p for p in found if p.is_file()]
+    if not found:
+        raise SystemExit(
+            f"{', '.join(map(str, runs))}: no weights/{stem}*.safetensors (has the stage finished?)"
+        )
     if len(found) == 1:
         print(f"  {found[0]}: the only candidate")
         return found[0]
     scores = {}
-    for run in runs:
-        for name in names:
-            path = run / "weights" / f"{name}.safetensors"
-            if path.is_file():
-                out = work / f"val_{run.name}_{name}"
-                val = esrgan_test(path, dataset, args, out, lpips=key == "lpips")
-                scores[path] = val[dataset][key]
-                print(f"  {run.name}/{path.name}: {dataset} {key} {scores[path]:.4f}")
-    if not scores:
-        raise SystemExit(
-            f"{', '.join(map(str, runs))}: no weights/{stem}*.safetensors (has the stage finished?)"
-        )
+    for path in found:
+        run = path.parent.parent
+        val = esrgan_test(path, dataset, args, work / f"val_{run.name}_{path.stem}", lpips=key == "lpips")
+        scores[path] = val[dataset][key]
+        print(f"  {run.name}/{path.name}: {dataset} {key} {scores[path]:.4f}")
     best = max(scores, key=scores.get) if key != "lpips" else min(scores, key=scores.get)  # type: ignore[arg-type]
     return best
 

@@ -196,7 +196,7 @@ def _check_images(model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tens
     pairs = []
     for hr in check[:: max(1, len(check) // CHECK_CROPS)][:CHECK_CROPS]:
         for soft in (False, True):
-            lr = _soft_low_res(hr, scale) if soft else low_res_tensor(hr, scale)
+            lr = _soft_low_res(hr, scale) if soft else _protocol_low_res(hr, scale)
             h, w = (s - s % multiple for s in lr.shape[-2:])
             lr, hr_cut = lr[..., :h, :w], hr[..., : h * scale, : w * scale].unsqueeze(0)
             if in_ch == 1:  # a one-channel model sees the luma-like green channel
@@ -207,7 +207,7 @@ def _check_images(model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tens
     return pairs, tile
 
 
-def low_res_tensor(hr: torch.Tensor, scale: int) -> torch.Tensor:
+def _protocol_low_res(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """The protocol's LR of an HR crop (3, H, W): MATLAB bicubic, (1, 3, h, w) float32."""
     from esrgan.inference.int8 import low_res
 

@@ -81,8 +81,7 @@ class Selection:
     def to_json(self, *, cpu: CpuInfo | None = None) -> str:
         """The decision as strict JSON (what `esrgan info --runtime --json` prints): identical outputs'
         infinite dB, which JSON cannot hold, are the string "inf" as in the cache file."""
-        report = asdict(self)
-        report["verdicts"] = [{k: _finite(v) for k, v in d.items()} for d in report["verdicts"]]
+        report = _json_ready(self)
         if cpu is not None:
             report["cpu"] = {"model": cpu.model, "class": cpu.cpu_class, "cores": cpu.cores}
             report["cpu"]["flags"] = list(cpu.speed_flags)
@@ -142,11 +141,17 @@ def _checksum(payload: Mapping[str, Any]) -> str:
 
 def save_selection(selection: Selection, path: Path) -> None:
     """Written atomically, with a checksum over everything else in the file."""
-    payload = asdict(selection)
+    payload = _json_ready(selection)
     payload.pop("from_cache")
-    payload["verdicts"] = [{k: _finite(v) for k, v in d.items()} for d in payload["verdicts"]]
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps({"payload": payload, "sha256": _checksum(payload)}, indent=1), "utf-8")
+
+
+def _json_ready(selection: Selection) -> dict[str, Any]:
+    """The decision as a dict JSON can hold: infinite dB (identical outputs) as "inf"."""
+    payload = asdict(selection)
+    payload["verdicts"] = [{k: _finite(v) for k, v in d.items()} for d in payload["verdicts"]]
+    return payload
 
 
 def _finite(value: object) -> object:
