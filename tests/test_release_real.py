@@ -63,12 +63,6 @@ def test_it_meets_the_real_photo_lpips_floor() -> None:
     assert lpips <= PSNR_MODEL_REAL_LPIPS - 0.05, f"bsds100-real LPIPS {lpips:.3f}"
 
 
-# The issue's third target is not met by the model shipped now: its GAN stage (1194 iterations) took clean
-# Set5 from 29.20 dB (stage 1b) to 27.58, below bicubic; interpolating back far enough (alpha 0.6, 28.55 dB)
-# loses the LPIPS floor (0.508). Strict, so this fails the day a model that meets it is shipped unmarked.
-@pytest.mark.xfail(
-    strict=True, reason="issue 20 open: esrgan-x4-real scores 27.58 dB on clean Set5 (bicubic 28.43)"
-)
 def test_it_stays_above_bicubic_on_clean_set5(scores: dict[str, dict]) -> None:
     assert scores["set5"]["psnr_y"] > BICUBIC_SET5_PSNR_Y
 

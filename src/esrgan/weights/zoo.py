@@ -153,9 +153,9 @@ REGISTRY: dict[str, ZooEntry] = {
             description="ours: for real photos (noise, blur, JPEG): Real-ESRGAN's degradations, BSDS500 only",
             kind="bundled",
             resource="esrgan-x4-real.safetensors",
-            tensors_sha256="441a576aeffbbd5852717c3470e84f609b05c53000e441457bbbe16291ed3268",
+            tensors_sha256="919db070a1167b59cbce0464e57c829a661f1c5a8fd852345873b87eae24b197",
             license="Apache-2.0 (this project); trained on BSDS500 images",
-            note="configs/cpu_esrgan_x4_real.yaml, EMA of G at GAN iteration 1194; scores in its metadata",
+            note="configs/cpu_esrgan_x4_real.yaml, EMA of G at GAN iteration 1500; scores in its metadata",
         ),
         ZooEntry(
             name="realesrgan-x4plus-anime",
