@@ -58,6 +58,12 @@ def panels_for(
     return panels
 
 
+def load_hr(path: Path) -> torch.Tensor:
+    """(1, 3, H, W) HR, cropped to a multiple of the scale as `esrgan test` does."""
+    hr = load_rgb(path)[None]
+    return hr[..., : hr.shape[-2] - hr.shape[-2] % SCALE, : hr.shape[-1] - hr.shape[-1] % SCALE]
+
+
 def set14_rows(args: argparse.Namespace) -> tuple[list, str]:
     models = {label: load_generator(name, progress=False) for label, name in SET14_MODELS}
     rows = []
@@ -65,8 +71,7 @@ def set14_rows(args: argparse.Namespace) -> tuple[list, str]:
         matches = sorted((args.data_root / "Set14" / "x4").glob(f"{stem}*_HR.png"))
         if not matches:
             raise SystemExit(f"{args.data_root}/Set14/x4: no {stem}*_HR.png")
-        hr = load_rgb(matches[0])[None]
-        hr = hr[..., : hr.shape[-2] - hr.shape[-2] % SCALE, : hr.shape[-1] - hr.shape[-1] % SCALE]
+        hr = load_hr(matches[0])
         rows.append((panels_for(hr, degrade(hr, SCALE), models), f"Set14 {matches[0].name.split('_SRF')[0]}"))
     return rows, "x4 on Set14 (LR regenerated with MATLAB bicubic); whole-image PSNR-Y under each crop"
 
@@ -92,8 +97,7 @@ def real_rows(args: argparse.Namespace) -> tuple[list, str]:
                 f"bsds100-real has no image {stem} (BSDS500 val stems, e.g. {next(iter(pairs))})"
             )
         hr_path, lr_path = pairs[stem]
-        hr = load_rgb(hr_path)[None]
-        hr = hr[..., : hr.shape[-2] - hr.shape[-2] % SCALE, : hr.shape[-1] - hr.shape[-1] % SCALE]
+        hr = load_hr(hr_path)
         rows.append((panels_for(hr, load_rgb(lr_path)[None], models, lpips), f"BSDS500 val {stem}"))
     title = (
         "x4 on bsds100-real (blur, noise and JPEG in the LR); whole-image PSNR-Y and LPIPS under each crop"
