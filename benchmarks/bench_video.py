@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from esrgan.inference.batch import SetupError, load_upscaler
+from esrgan.inference.batch import load_upscaler
+from esrgan.inference.jobs import SetupError
 from esrgan.inference.video import VideoOptions, upscale_video
 from esrgan.io.video import read_video
 

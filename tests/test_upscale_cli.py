@@ -14,15 +14,8 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from esrgan.cli import app
-from esrgan.inference.batch import (
-    BatchTotals,
-    Job,
-    SetupError,
-    check_ext,
-    load_upscaler,
-    plan_jobs,
-    upscale_jobs,
-)
+from esrgan.inference.batch import load_upscaler, upscale_jobs
+from esrgan.inference.jobs import BatchTotals, Job, SetupError, check_ext, plan_jobs
 from esrgan.models import RRDBNet
 from esrgan.weights import save_generator
 

@@ -6,9 +6,14 @@ Nothing here probes hardware at import; every check runs when a function is call
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
+
+# Re-exported: they moved to `esrgan.cpuinfo`, which needs no torch.
+from esrgan.cpuinfo import SPEED_FLAGS as SPEED_FLAGS
+from esrgan.cpuinfo import CpuInfo as CpuInfo
+from esrgan.cpuinfo import cpu_info as cpu_info
+from esrgan.cpuinfo import torch_probe as _probe
 
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 PRECISION_NAMES = ("auto", "fp32", "bf16", "fp16")
@@ -17,19 +22,6 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 class DeviceError(ValueError):
     """The requested device or precision cannot be used on this machine (one-line message)."""
-
-
-def _probe(name: str) -> bool:
-    # Private torch probes move between releases; a missing one means "not known to be supported".
-    for owner in (torch.cpu, torch.ops.mkldnn):
-        fn = getattr(owner, name, None)
-        if fn is None:
-            continue
-        try:
-            return bool(fn())
-        except (RuntimeError, AttributeError):
-            return False
-    return False
 
 
 def cpu_has_native_bf16() -> bool:
@@ -143,74 +135,3 @@ def needs_grad_scaler(dtype: torch.dtype) -> bool:
 def precision_name(dtype: torch.dtype) -> str:
     """`fp32`, `bf16` or `fp16` for a dtype `resolve_precision` returned."""
     return {v: k for k, v in _DTYPES.items()}[dtype]
-
-
-# The flags that decide which arithmetic units inference can use (shown by `esrgan info --runtime`).
-SPEED_FLAGS = (
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-    "amx_fp16",
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CpuInfo:
-    """What this CPU is and which vector and matrix units it has (read from the OS when asked)."""
-
-    model: str
-    flags: frozenset[str]
-    """Every feature flag the OS reports (lower case); empty where it reports none (not Linux)."""
-    cores: int
-
-    @property
-    def speed_flags(self) -> tuple[str, ...]:
-        return tuple(f for f in SPEED_FLAGS if f in self.flags)
-
-    @property
-    def cpu_class(self) -> str:
-        """A short name for the units that set inference speed: AMX, AVX512-BF16, AVX-512, AVX2 or basic."""
-        if "amx_bf16" in self.flags:
-            return "AMX"
-        if "avx512_bf16" in self.flags:
-            return "AVX512-BF16"
-        if "avx512f" in self.flags:
-            return "AVX-512"
-        return "AVX2" if "avx2" in self.flags else "basic"
-
-    def describe(self) -> str:
-        flags = " ".join(self.speed_flags) or "none of the listed"
-        return f"{self.model} ({self.cpu_class}; {self.cores} cores; {flags})"
-
-
-def cpu_info() -> CpuInfo:
-    """This CPU's model name and feature flags (`/proc/cpuinfo` on Linux, `platform` elsewhere)."""
-    import os
-    import platform
-
-    model, flags = "", frozenset[str]()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and not model:
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = frozenset(value.split())
-    if not flags:
-        # Without the OS's list, torch's probes still say what oneDNN will use.
-        probed = {"avx512_bf16": cpu_has_native_bf16(), "amx_fp16": _probe("_is_amx_fp16_supported")}
-        probed["amx_bf16"] = _probe("_is_amx_tile_supported")
-        flags = frozenset(k for k, v in probed.items() if v)
-    name = model or platform.processor() or "unknown CPU"
-    return CpuInfo(model=name, flags=flags, cores=os.cpu_count() or 1)

@@ -5,19 +5,22 @@ Parsing and printing only; the work is `esrgan.inference.batch`.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import torch
 import typer
 
 from esrgan.cli._common import EXIT_FAILED, error, fail, parse_tile
+from esrgan.cli._report import report_results
 from esrgan.inference import Upscaler
-from esrgan.inference.batch import (
+from esrgan.inference.batch import load_upscaler, upscale_jobs
+from esrgan.inference.int8 import drops_help as int8_drops_help
+from esrgan.inference.jobs import (
     BatchTotals,
     FileResult,
     Job,
@@ -25,11 +28,8 @@ from esrgan.inference.batch import (
     SetupError,
     check_ext,
     check_out_dir,
-    load_upscaler,
     plan_jobs,
-    upscale_jobs,
 )
-from esrgan.inference.int8 import drops_help as int8_drops_help
 from esrgan.inference.memory import parse_memory
 from esrgan.inference.precision import AUTO_INT8_MAX_DROP_DB
 from esrgan.inference.resize import check_outscale
@@ -230,6 +230,8 @@ def upscale(
         typer.echo(f"warning: {warning}", err=True)
     if upscaler.precision == "auto":
         _choose_path(upscaler, model or DEFAULT_MODEL, quiet=quiet)
+        if not shard.shared and tile_value == "auto" and tile_overlap is None and memory_value is None:
+            _remember(upscaler, model, precision=precision, runtime=runtime)
     if upscaler.precision == "int8":
         _prepare_int8(upscaler, model or DEFAULT_MODEL, quiet=quiet)
     tile_bar = None if quiet else _tile_bar
@@ -278,6 +280,15 @@ def _choose_path(upscaler: Upscaler, model: str, *, quiet: bool) -> None:
         raise fail(f"{model}: {' '.join(str(exc).split())}") from None
 
 
+def _remember(upscaler: Upscaler, model: str | None, *, precision: str, runtime: str) -> None:
+    """Let the next run of this request start without torch (`esrgan.inference.warm`) when the measured
+    choice is a runtime that needs none; a cache that cannot be written costs only that."""
+    from esrgan.inference.warm import remember
+
+    with contextlib.suppress(OSError):
+        remember(upscaler, spec=model, precision=precision, runtime=runtime)
+
+
 def _prepare_int8(upscaler: Upscaler, model: str, *, quiet: bool) -> None:
     """Quantise (first use) or load the int8 model before the first image, saying what takes the time."""
     from esrgan.inference.export import ExportError
@@ -324,34 +335,8 @@ def _report_results(
     quiet: bool,
     outscale: float | None = None,
 ) -> None:
-    """Print each file's error or output path under a progress bar over files, then the summary line."""
-    from tqdm import tqdm
-
-    start = time.perf_counter()
-    bar_off = True if quiet or count < 2 else None
-    for result in tqdm(results, total=count, desc="upscale", unit="img", disable=bar_off, file=sys.stderr):
-        totals.add(result)
-        for warning in result.warnings:
-            tqdm.write(f"warning: {' '.join(warning.split())}", file=sys.stderr)
-        if result.error is not None:
-            error(result.error)
-        elif not quiet:
-            tqdm.write(_printable(f"{result.job.src} -> {result.job.dst}", sys.stdout))
-    t, up = totals, upscaler
-    scale = f"x{up.scale}" if outscale is None else f"x{up.scale} then x{outscale:g} in all"
-    typer.echo(
-        f"done: {t.ok} ok, {t.failed} failed, {t.skipped} skipped; {t.megapixels_in:.2f} MP in -> "
-        f"{t.megapixels_out:.2f} MP out in {time.perf_counter() - start:.1f} s "
-        f"({up.device}, {up.path}, {scale})"
-    )
-
-
-def _printable(text: str, stream: TextIO) -> str:
-    """`text` as `stream` can print it: file names may hold bytes that are not text (shown escaped)
-    or characters a non-UTF-8 terminal cannot show, and a crash after the work is done loses the summary."""
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text.encode(encoding, "backslashreplace").decode(encoding)
+    path = (str(upscaler.device), upscaler.path, upscaler.scale)
+    report_results(results, totals, path=path, count=count, quiet=quiet, outscale=outscale)
 
 
 @contextmanager

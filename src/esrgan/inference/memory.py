@@ -10,10 +10,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the warm start path (`esrgan.inference.warm`) uses this module without torch
+    import torch
 
-from esrgan.models import ArchConfig
+    from esrgan.models import ArchConfig
 
 # Peak bytes of activations per (input pixel x num_feat x scale^2), measured on this code's RRDBNet as
 # the rise of peak RSS (CPU) or torch's peak allocation (CUDA, H100) over one tile: the x4/x8
@@ -110,7 +112,7 @@ class CostModel:
         return cls(tail, body, widest, cfg.scale, cfg.in_ch, cfg.out_ch)
 
     def activation_bytes_per_pixel(
-        self, *, dtype: torch.dtype, device_type: str = "cpu", runtime: str = "torch"
+        self, *, dtype: torch.dtype | None = None, device_type: str = "cpu", runtime: str = "torch"
     ) -> float:
         """Peak activation bytes per input pixel of a tile (batch 1).
 
@@ -118,7 +120,9 @@ class CostModel:
         runtime and precision (see `_BYTES_PER_PIXEL`). An RRDBNet's body term (its widest dense-block
         concatenation with neighbours) only matters for x1 and x2 models, whose tail is small.
         """
-        kind = "fp32" if dtype == torch.float32 else "half"
+        import torch
+
+        kind = "fp32" if dtype is None or dtype == torch.float32 else "half"
         where = "cpu" if device_type == "cpu" else "device"
         k = _BYTES_PER_PIXEL.get((where, runtime, kind)) or _BYTES_PER_PIXEL[(where, "torch", kind)]
         return max(k * self.tail_channels * self.scale**2, k * self.body_channels)
@@ -144,7 +148,7 @@ class CostModel:
         tile_hw: tuple[int, int],
         *,
         batch: int = 1,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device_type: str = "cpu",
         runtime: str = "torch",
     ) -> int:
@@ -158,7 +162,7 @@ class CostModel:
         tile_hw: tuple[int, int],
         *,
         batch: int = 1,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device_type: str = "cpu",
         runtime: str = "torch",
     ) -> int:
@@ -190,6 +194,8 @@ def available_cpu_memory() -> int:
 
 def available_device_memory(device: torch.device) -> int:
     if device.type == "cuda":
+        import torch
+
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
     if device.type == "mps":
@@ -213,15 +219,35 @@ def tile_pixels_for_budget(
     budget: int,
     image_hw: tuple[int, int],
     batch: int = 1,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device_type: str = "cpu",
     runtime: str = "torch",
 ) -> int:
     """Largest tile area (input pixels) whose peak (`CostModel.peak_bytes`) fits in `budget` bytes
-    (0 when not even the image's buffers fit), capped by int32 indexing."""
-    if budget < cost.peak_bytes(image_hw, (0, 0), batch=batch, dtype=dtype, device_type=device_type):
-        return 0  # not even the image's buffers fit
+    (0 when not even the image's buffers fit), capped by int32 indexing. `dtype` None: float32."""
+    per_px = cost.activation_bytes_per_pixel(dtype=dtype, device_type=device_type, runtime=runtime)
+    return tile_pixels_for_bytes(
+        cost, budget=budget, image_hw=image_hw, per_px=per_px, batch=batch, device_type=device_type
+    )
+
+
+def tile_pixels_for_bytes(
+    cost: CostModel,
+    *,
+    budget: int,
+    image_hw: tuple[int, int],
+    per_px: float,
+    batch: int = 1,
+    device_type: str = "cpu",
+) -> int:
+    """`tile_pixels_for_budget` for a path whose activations cost `per_px` bytes per input pixel (batch
+    1): what the warm start path, which knows the figure but has no torch dtype, asks."""
     held = cost.image_bytes(image_hw, batch=batch) if device_type in ("cpu", "mps") else 0
+    if device_type in ("cpu", "mps"):
+        # A tile of no pixels: the image's buffers while tiling, or writing the output, must fit.
+        if budget < max(held, cost.image_bytes(image_hw, batch=batch, writing=True)):
+            return 0
+    elif budget < 0:
+        return 0
     spare = budget - held
-    per_px = cost.activation_bytes_per_pixel(dtype=dtype, device_type=device_type, runtime=runtime) * batch
-    return max(0, min(int(spare / per_px), cost.max_tile_pixels() // max(batch, 1)))
+    return max(0, min(int(spare / (per_px * batch)), cost.max_tile_pixels() // max(batch, 1)))

@@ -11,15 +11,16 @@ for fp32 on the CPU when it is installed and the model is worth exporting. OpenV
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+# Re-exported: the runners' settings and the NumPy calls live in `compiled`, which needs no torch.
+from esrgan.inference.compiled import OPENVINO_HINTS as OPENVINO_HINTS
+from esrgan.inference.compiled import compile_openvino, onnx_infer, onnx_session
+from esrgan.inference.compiled import openvino_infer as openvino_infer
+
 RUNTIME_NAMES = ("auto", "torch", "onnxruntime", "openvino")
-OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16"}
-"""OpenVINO's `INFERENCE_PRECISION_HINT` for the parts of a network that are not int8."""
 # `auto` exports only networks this large: the one-time export takes tens of seconds, which pays off
 # for real models (the 23-block x4 ones have 16.7M parameters) but never for the tiny ones of tests.
 AUTO_ONNX_MIN_PARAMETERS = 1_000_000
@@ -69,39 +70,18 @@ def resolve_runtime(name: str, *, model: nn.Module, device: torch.device, dtype:
 
 
 class OnnxRuntimeRunner:
-    """Runs an exported model (see `esrgan.inference.export`) with ONNX Runtime's CPU provider.
-
-    The memory arena is off: tiles of one plan share a shape, but the arena would keep the peak of the
-    largest one resident between images, and the memory budget counts on it being returned.
-    """
+    """Runs an exported model (see `esrgan.inference.export`) with ONNX Runtime's CPU provider
+    (`compiled.onnx_session`: no memory arena, so the memory budget holds)."""
 
     def __init__(self, *, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.enable_cpu_mem_arena = False
-        options.enable_mem_pattern = False  # shapes vary between images
-        options.intra_op_num_threads = threads if threads is not None else torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         self.path = Path(path)
-        self._session = ort.InferenceSession(
-            str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        self._input = self._session.get_inputs()[0].name
+        count = threads if threads is not None else torch.get_num_threads()
+        self._session = onnx_session(self.path, threads=count)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N,C,h,w) float32 CPU -> the model's output, float32 CPU, clamped to [0, 1]."""
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        out = self._session.run(None, {self._input: arr})[0]
-        return torch.from_numpy(out).clamp_(0.0, 1.0)
-
-
-def openvino_infer(compiled: Any, arr: np.ndarray) -> np.ndarray:
-    """One synchronous inference. The input is copied in and the output copied out, so no NumPy array
-    of ours shares memory with OpenVINO's request (its default shares the input buffer)."""
-    out = compiled(arr, share_inputs=False, share_outputs=False)[compiled.output(0)]
-    return np.array(out, dtype=np.float32, copy=True)
+        return torch.from_numpy(onnx_infer(self._session, arr)).clamp_(0.0, 1.0)
 
 
 class OpenVinoRunner:
@@ -110,19 +90,10 @@ class OpenVinoRunner:
     `bf16`."""
 
     def __init__(self, *, path: str | Path, threads: int | None = None, hint: str = "f32") -> None:
-        import openvino as ov
-
-        if hint not in OPENVINO_HINTS.values():
-            raise ValueError(f"unknown OpenVINO precision hint {hint!r}: use f32 or bf16")
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint}
-        config["INFERENCE_NUM_THREADS"] = threads if threads is not None else torch.get_num_threads()
-        config["PERFORMANCE_HINT"] = "LATENCY"
-        # OpenVINO keeps the compiled network beside the IR: the next process loads it in a fraction
-        # of the compile time (whole-process start-up).
-        config["CACHE_DIR"] = str(Path(path).parent / "compiled")
         self.path = Path(path)
         self.hint = hint
-        self._compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        count = threads if threads is not None else torch.get_num_threads()
+        self._compiled = compile_openvino(self.path, threads=count, hint=hint)
 
     def release_memory(self) -> None:
         """Free the activation buffers the last inference left allocated (the next one allocates again)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 
-from esrgan.inference.batch import FileResult, FrameProgress, Job, TileProgress, upscale_jobs
+from esrgan.inference.batch import FrameProgress, TileProgress, upscale_jobs
+from esrgan.inference.jobs import FileResult, Job
 from esrgan.inference.sharding import Group, Shard, mine
 from esrgan.inference.upscaler import Upscaler
 from esrgan.inference.video import (

@@ -12,12 +12,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from esrgan.device import CpuInfo
+from esrgan.cpuinfo import CpuInfo
 from esrgan.utils import atomic_write, user_cache_dir
+
+if TYPE_CHECKING:  # no torch at import: the warm start path (`esrgan.inference.warm`) reads decisions
+    from torch import nn
 
 FALLBACK = "torch-fp32"
 """Chosen when no candidate passes: eager's own arithmetic (channels_last, the same image)."""
@@ -101,6 +102,16 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+def machine_key(*, cpu: CpuInfo, threads: int, versions: Mapping[str, str]) -> dict[str, str]:
+    """The part of a decision's key that describes this machine and its libraries."""
+    return {
+        "cpu": cpu.model,
+        "flags": hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest(),
+        "threads": str(threads),
+        "versions": ";".join(f"{k}={v}" for k, v in sorted(versions.items())),
+    }
+
+
 def selection_key(
     model: nn.Module,
     *,
@@ -115,10 +126,7 @@ def selection_key(
 
     return {
         "weights": weights_digest(model),
-        "cpu": cpu.model,
-        "flags": hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest(),
-        "threads": str(threads),
-        "versions": ";".join(f"{k}={v}" for k, v in sorted(versions.items())),
+        **machine_key(cpu=cpu, threads=threads, versions=versions),
         "policy": policy,
         "candidates": ",".join(candidates),
     }

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-import torch
-
 T = TypeVar("T")
 # Processes wait at a barrier while the others finish their share: a long video takes hours.
 BARRIER_TIMEOUT = timedelta(hours=48)
@@ -63,6 +61,8 @@ def thread_share(shard: Shard, cpus: int | None = None) -> int:
 
 def device_for(shard: Shard, device: str) -> str:
     """`device` as asked; `auto` in a shared run on a machine with GPUs: the GPU of this LOCAL_RANK."""
+    import torch  # here: planning a run (and the warm start path) needs no torch
+
     if device.strip().lower() == "auto" and shard.shared and torch.cuda.is_available():
         return f"cuda:{shard.local_rank % torch.cuda.device_count()}"
     return device

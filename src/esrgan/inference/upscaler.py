@@ -153,13 +153,16 @@ class Upscaler:
         self.int8_report: Int8Model | None = None
         # Resident memory once the model is ready, measured at the first plan (not in the constructor).
         self._baseline: int | None = None
+        self.weights_file: Path | None = None
+        """The file the weights came from, where the caller knows it (`batch.load_upscaler` does)."""
         self._last_plan: tuple[tuple[int, int, int, int | None], TilePlan] | None = None
 
     def _padded(self, height: int, width: int) -> tuple[int, int]:
         m = self.input_multiple
         return height + (-height) % m, width + (-width) % m
 
-    def _min_tile_side(self) -> int:
+    def min_tile_side(self) -> int:
+        """The smallest tile side `tile=\"auto\"` plans (input pixels): room for the overlap on both sides."""
         floor = max(MIN_AUTO_TILE, 2 * self.tile_overlap + self.input_multiple)
         return floor + (-floor) % self.input_multiple
 
@@ -194,9 +197,9 @@ class Upscaler:
             runtime=self.runtime,
         )
         if self.max_memory is not None:
-            smallest = self._min_tile_side() ** 2
+            smallest = self.min_tile_side() ** 2
             if pixels < smallest:
-                side = self._min_tile_side()
+                side = self.min_tile_side()
                 held = self.max_memory - budget  # the model and runtime, already resident
                 needed = held + cost.peak_bytes(
                     self._padded(height, width),
@@ -228,7 +231,7 @@ class Upscaler:
                 max_pixels=self.max_tile_pixels(height, width, batch),
                 overlap=self.tile_overlap,
                 multiple=self.input_multiple,
-                min_side=self._min_tile_side(),
+                min_side=self.min_tile_side(),
             )
         else:
             plan = TilePlan.square(
@@ -252,6 +255,23 @@ class Upscaler:
             return "auto (not chosen yet)"
         rest = " (bf16 elsewhere)" if self.precision == "int8" and self._hint == "bf16" else ""
         return f"{self.runtime} {self.precision}{rest}"
+
+    @property
+    def hint(self) -> str:
+        """OpenVINO's precision for what is not int8 (`f32` or `bf16`) on the chosen path."""
+        return self._hint
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where exported networks and decisions are kept (None: the user cache)."""
+        return None if self._cache_dir is None else Path(self._cache_dir)
+
+    @property
+    def network_file(self) -> Path | None:
+        """The exported network that runs the tiles (ONNX file or OpenVINO IR) once prepared; None while
+        eager PyTorch runs them or before `prepare`."""
+        runner = self._openvino or self._onnx
+        return None if runner is None else runner.path
 
     @property
     def prepared(self) -> bool:
@@ -362,7 +382,7 @@ class Upscaler:
             except torch.cuda.OutOfMemoryError:
                 # The auto cost model is an estimate; on a GPU, halve the tile area until it fits.
                 th, tw = plan.tile_hw
-                if self.tile != "auto" or self.device.type != "cuda" or th * tw <= self._min_tile_side() ** 2:
+                if self.tile != "auto" or self.device.type != "cuda" or th * tw <= self.min_tile_side() ** 2:
                     raise
                 torch.cuda.empty_cache()
                 hp, wp = self._padded(h, w)
@@ -372,7 +392,7 @@ class Upscaler:
                     max_pixels=th * tw // 2,
                     overlap=self.tile_overlap,
                     multiple=self.input_multiple,
-                    min_side=self._min_tile_side(),
+                    min_side=self.min_tile_side(),
                 )
 
     def __repr__(self) -> str:

@@ -11,7 +11,15 @@ library.
     write_image("out.webp", image)
 """
 
-from esrgan.io.formats import IMAGE_EXTENSIONS, format_for_path, is_image_file, sniff_format
+from typing import TYPE_CHECKING, Any
+
+from esrgan.io.formats import (
+    IMAGE_EXTENSIONS,
+    format_for_path,
+    is_image_file,
+    is_video_file,
+    sniff_format,
+)
 from esrgan.io.image import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_QUALITY,
@@ -21,10 +29,33 @@ from esrgan.io.image import (
     ImageInfo,
     ImageSource,
 )
-from esrgan.io.image_read import apply_orientation, probe_image, read_image, read_rgb
-from esrgan.io.image_write import encode_image, write_image
-from esrgan.io.video import VideoError, VideoInfo, is_video_file, probe_video, read_video
-from esrgan.io.video_write import join_videos, write_video
+from esrgan.io.image_read import apply_orientation, decode_array, probe_image, read_image, read_rgb
+from esrgan.io.image_write import encode_array, encode_image, write_image
+
+if TYPE_CHECKING:
+    from esrgan.io.video import VideoError, VideoInfo, probe_video, read_video
+    from esrgan.io.video_write import join_videos, write_video
+
+# Video needs torch and PyAV: loaded at first use, so reading and writing images (the warm start path
+# of `esrgan upscale`) imports neither.
+_LAZY = {
+    "VideoError": "esrgan.io.video",
+    "VideoInfo": "esrgan.io.video",
+    "probe_video": "esrgan.io.video",
+    "read_video": "esrgan.io.video",
+    "join_videos": "esrgan.io.video_write",
+    "write_video": "esrgan.io.video_write",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -38,6 +69,8 @@ __all__ = [
     "VideoError",
     "VideoInfo",
     "apply_orientation",
+    "decode_array",
+    "encode_array",
     "encode_image",
     "format_for_path",
     "is_image_file",

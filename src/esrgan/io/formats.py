@@ -3,6 +3,7 @@ file's first bytes (never from its name), and the format an output path's extens
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset(
@@ -28,12 +29,22 @@ IMAGE_EXTENSIONS = frozenset(
 )
 """Extensions (lower case) of the files a folder scan picks up; a file named explicitly is always tried."""
 
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi"})
+"""Extensions (lower case) that folder scans and output naming treat as video."""
+OUTPUT_VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov")
+"""Containers a video is written to; other inputs (e.g. .avi) give .mp4 unless --ext says otherwise."""
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def is_image_file(path: str | Path) -> bool:
     """Whether `path` names an image by its extension (see `IMAGE_EXTENSIONS`)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video_file(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` names a video by its extension (see `VIDEO_EXTENSIONS`)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def sniff_format(head: bytes) -> str | None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal, TypeAlias
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypeAlias
 
-import torch
+if TYPE_CHECKING:  # only annotations: the warm start path reads images without importing torch
+    import torch
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Default decompression-bomb limit (input pixels): 100 MP, e.g. 10000 x 10000."""

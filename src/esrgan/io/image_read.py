@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from esrgan.io.formats import sniff_format
 from esrgan.io.image import (
@@ -113,7 +112,9 @@ def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Decoded:
+class Decoded:
+    """An image as decoded, before it becomes a tensor (`decode_array`)."""
+
     array: np.ndarray
     """(H,W,C) uint8 or uint16: the colour channels, then alpha if any."""
     colours: int
@@ -144,12 +145,12 @@ def _pixels(arr: np.ndarray) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def _decode_pillow(path: str | Path, img: PILImage.Image, icc: bytes | None, fmt: str | None) -> _Decoded:
+def _decode_pillow(path: str | Path, img: PILImage.Image, icc: bytes | None, fmt: str | None) -> Decoded:
     """A loaded, orientation-corrected Pillow image as an array of its colour (+ alpha) channels."""
     mode = img.mode
 
-    def decoded(arr: np.ndarray, colours: int, alpha: bool, profile: bytes | None = icc) -> _Decoded:
-        return _Decoded(array=_pixels(arr), colours=colours, alpha=alpha, icc=profile, format=fmt)
+    def decoded(arr: np.ndarray, colours: int, alpha: bool, profile: bytes | None = icc) -> Decoded:
+        return Decoded(array=_pixels(arr), colours=colours, alpha=alpha, icc=profile, format=fmt)
 
     if mode in ("1", "L"):
         return decoded(np.asarray(img.convert("L")), 1, False)
@@ -245,7 +246,7 @@ def _open(
 
 def _decode(
     source: ImageSource, max_pixels: int | None, formats: Collection[str] | None, name: str | None
-) -> tuple[_Decoded, str | Path]:
+) -> tuple[Decoded, str | Path]:
     """Decode an image (EXIF orientation applied, ICC profile kept); errors as `ImageError`."""
     data, label = _read_source(source, name)
     with warnings.catch_warnings():
@@ -257,7 +258,7 @@ def _decode(
 
 def _decode_bytes(
     data: bytes, label: str | Path, max_pixels: int | None, formats: Collection[str] | None
-) -> _Decoded:
+) -> Decoded:
     from PIL import ImageOps
 
     with _own_pixel_limit():
@@ -282,11 +283,23 @@ def _decode_bytes(
         except ValueError as e:
             raise ImageError(label, f"corrupt 16-bit PNG ({e})") from None
         colours = 1 if png[3] == 4 else 3
-        return _Decoded(array=arr, colours=colours, alpha=png[3] != 2, icc=icc, format=fmt)
+        return Decoded(array=arr, colours=colours, alpha=png[3] != 2, icc=icc, format=fmt)
     with _damaged(label, "bad EXIF orientation data"):
         upright = ImageOps.exif_transpose(img)
     with _damaged(label, "corrupt image data"):
         return _decode_pillow(label, upright, icc, fmt)
+
+
+def decode_array(
+    source: ImageSource,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    formats: Collection[str] | None = None,
+    name: str | None = None,
+) -> Decoded:
+    """Decode an image as `read_image` does (same checks and errors) but stop at its array: uint8 or
+    uint16 (H,W,C), the colour channels then alpha. Needs no torch (the warm start path)."""
+    return _decode(source, max_pixels, formats, name)[0]
 
 
 def probe_image(
@@ -325,6 +338,8 @@ def read_image(
     `formats` (Pillow names, sniffed from the bytes; None: any), or more than `max_pixels` pixels (None
     or 0: no limit), the last two checked from the header before any pixel is decoded.
     """
+    import torch  # here, not at import: `decode_array` serves the warm start path without torch
+
     d, label = _decode(source, max_pixels, formats, name)
     bit_depth = 16 if d.array.dtype == np.uint16 else 8
     t = torch.from_numpy(d.array.astype(np.float32)).permute(2, 0, 1).contiguous()

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+# Re-exported: they lived here before `formats`, which needs no torch.
+from esrgan.io.formats import OUTPUT_VIDEO_EXTENSIONS as OUTPUT_VIDEO_EXTENSIONS
+from esrgan.io.formats import VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
+from esrgan.io.formats import is_video_file as is_video_file
+
 if TYPE_CHECKING:
     import av.container
     import av.video.frame
-
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi"})
-"""Extensions (lower case) that folder scans and output naming treat as video."""
-OUTPUT_VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov")
-"""Containers a video is written to; other inputs (e.g. .avi) give .mp4 unless --ext says otherwise."""
 
 # FFmpeg's AVColorSpace values that swscale converts with (the others fall back to its BT.601 default).
 _SWS_COLORSPACE = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
@@ -37,11 +37,6 @@ class VideoError(ValueError):
         self.path = Path(path)
         self.reason = " ".join(str(reason).split())
         super().__init__(f"{self.path}: {self.reason}")
-
-
-def is_video_file(path: str | os.PathLike[str]) -> bool:
-    """Whether `path` names a video by its extension (see `VIDEO_EXTENSIONS`)."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True, kw_only=True)
