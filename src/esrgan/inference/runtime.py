@@ -27,11 +27,10 @@ AUTO_ONNX_MIN_PARAMETERS = 1_000_000
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether ONNX Runtime is installed (found, not imported: a cached decision never runs it)."""
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None
 
 
 def openvino_available() -> bool:
