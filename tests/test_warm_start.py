@@ -131,34 +131,16 @@ def test_a_warm_run_imports_no_torch_and_writes_the_full_commands_bytes(setup: d
 
 def test_odd_images_in_a_warm_run_take_the_full_path_with_the_same_outputs_and_lines(setup: dict[str, Path]):
     out = setup["root"] / "mixed"
-    first = _esrgan(setup["cache"], str(setup["images"]), "-m", str(setup["model"]), *RUNTIME, "-o", str(out))
+    args = [str(setup["images"]), "-m", str(setup["model"]), *RUNTIME, "-o", str(out)]
+    first = _esrgan(setup["cache"], *args)
     assert first.returncode == 1
     _same_outputs(setup["full"], out)
-    again = _esrgan(
-        setup["cache"],
-        str(setup["images"]),
-        "-m",
-        str(setup["model"]),
-        *RUNTIME,
-        "-o",
-        str(out),
-        "--overwrite",
-    )
+    again = _esrgan(setup["cache"], *args, "--overwrite")
     _same_outputs(setup["full"], out)
     # A warm run that handed the grey and RGBA images to the full path (torch loaded for them); the
     # broken one is reported as the full command does.
     assert _torch_imported(again) and not _full_app(again)
-    reference = _esrgan(
-        setup["cache"],
-        str(setup["images"]),
-        "-m",
-        str(setup["model"]),
-        *RUNTIME,
-        "-o",
-        str(out),
-        "--overwrite",
-        env={WARM_START_ENV: "0"},
-    )
+    reference = _esrgan(setup["cache"], *args, "--overwrite", env={WARM_START_ENV: "0"})
     assert _full_app(reference)
     assert _lines(again, out) == _lines(reference, out)
     errors = [x for x in again.stderr.splitlines() if x.startswith("error:")]

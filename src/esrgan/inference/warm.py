@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 WARM_VERSION = 1
 """Bumped when what an entry holds or how it is used changes."""
+_VERSION = f"{WARM_VERSION};{__version__}"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
 """Environment variables that can change the thread count torch starts with."""
 _CODE = ("weights/zoo.py", "inference/selection.py", "inference/autoselect.py", "inference/warm.py")
@@ -114,7 +115,7 @@ class WarmEntry:
     min_side: int
     """The tile planner's overlap and smallest tile side (`Upscaler.min_tile_side`)."""
     code: tuple[Stamp, ...]
-    version: str = field(default=f"{WARM_VERSION};{__version__}")
+    version: str = _VERSION
 
 
 def warm_dir() -> Path:
@@ -239,7 +240,7 @@ def recall(spec: str | None, *, precision: str = "auto", runtime: str = "auto") 
     entry = _load(entry_path(spec, precision, runtime))
     if entry is None or entry.request != _request(spec, precision, runtime):
         return None
-    if entry.version != WarmEntry.__dataclass_fields__["version"].default:
+    if entry.version != _VERSION:
         return None
     try:
         spec_is_path = Path(entry.spec).exists()
