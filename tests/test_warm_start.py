@@ -148,6 +148,36 @@ def test_odd_images_in_a_warm_run_take_the_full_path_with_the_same_outputs_and_l
     assert "broken.png" in errors[0] and again.returncode == reference.returncode == 1
 
 
+def test_kept_outputs_and_missing_inputs_are_reported_warm_as_the_full_command_does(setup: dict[str, Path]):
+    inputs = [str(setup["images"] / "rgb.png"), str(setup["images"] / "missing.png")]
+
+    def run(out: Path, warm_start: bool) -> subprocess.CompletedProcess[str]:
+        env = {} if warm_start else {WARM_START_ENV: "0"}
+        res = _esrgan(setup["cache"], *inputs, "-m", str(setup["model"]), *RUNTIME, "-o", str(out), env=env)
+        assert _full_app(res) != warm_start and (_torch_imported(res) != warm_start)
+        return res
+
+    def same(
+        a: subprocess.CompletedProcess[str], a_out: Path, b: subprocess.CompletedProcess[str], b_out: Path
+    ):
+        assert a.returncode == b.returncode == 1
+        assert _lines(a, a_out) == _lines(b, b_out)
+
+        def noted(res: subprocess.CompletedProcess[str], out: Path) -> list[str]:
+            lines = res.stderr.replace(str(out), "OUT").splitlines()
+            return [x for x in lines if not x.startswith(("TORCH", "FULL"))]
+
+        assert noted(a, a_out) == noted(b, b_out)
+
+    warm_out, full_out = setup["root"] / "plan-warm", setup["root"] / "plan-full"
+    # One job and one input that cannot run; then the output is kept: nothing to do, no model needed.
+    same(run(warm_out, True), warm_out, run(full_out, False), full_out)
+    kept = run(warm_out, True)
+    same(kept, warm_out, run(full_out, False), full_out)
+    assert "nothing to do: 1 failed, 1 skipped" in kept.stderr and "skip: " in kept.stderr
+    assert (warm_out / "rgb_sr.png").read_bytes() == (setup["full"] / "rgb_sr.png").read_bytes()
+
+
 def _entry(setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> warm.WarmEntry | None:
     monkeypatch.setenv("ESRGAN_CACHE", str(setup["cache"]))
     return warm.recall(str(setup["model"]), precision="auto", runtime="openvino")

@@ -1,5 +1,5 @@
-"""How `esrgan upscale` reports its files and its summary, on both of its paths (the full one in
-`esrgan.cli.upscale`, the warm start in `esrgan.cli.upscale_warm`): the same lines either way."""
+"""How `esrgan upscale` reports its plan, its files and its summary, on both of its paths (the full one
+in `esrgan.cli.upscale`, the warm start in `esrgan.cli.upscale_warm`): the same lines either way."""
 
 from __future__ import annotations
 
@@ -8,8 +8,27 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from esrgan.cli._common import error
-from esrgan.inference.jobs import BatchTotals, FileResult
+from esrgan.cli._common import EXIT_FAILED, error
+from esrgan.inference.jobs import BatchTotals, FileResult, Plan
+
+
+def report_plan(plan: Plan, *, overwrite: bool, show: bool = True) -> BatchTotals:
+    """Print the inputs that cannot run and the outputs kept (`show`); the totals start from them."""
+    import typer
+
+    for problem in plan.problems if show else []:
+        error(f"{problem.path}: {problem.reason}")
+    for job in [] if overwrite or not show else plan.existing:
+        typer.echo(f"skip: {job.src}: {job.dst} exists (use --overwrite to replace it)", err=True)
+    return BatchTotals(failed=len(plan.problems), skipped=0 if overwrite else len(plan.existing))
+
+
+def nothing_to_do(totals: BatchTotals) -> int:
+    """Say that no job is left to run and return the exit status (failed if any input failed)."""
+    import typer
+
+    typer.echo(f"nothing to do: {totals.failed} failed, {totals.skipped} skipped", err=bool(totals.failed))
+    return EXIT_FAILED if totals.failed else 0
 
 
 def report_results(

@@ -15,8 +15,8 @@ from typing import Annotated
 import torch
 import typer
 
-from esrgan.cli._common import EXIT_FAILED, error, fail, parse_tile
-from esrgan.cli._report import report_results
+from esrgan.cli._common import EXIT_FAILED, fail, parse_tile
+from esrgan.cli._report import nothing_to_do, report_plan, report_results
 from esrgan.inference import Upscaler
 from esrgan.inference.batch import load_upscaler, upscale_jobs
 from esrgan.inference.int8 import drops_help as int8_drops_help
@@ -24,7 +24,6 @@ from esrgan.inference.jobs import (
     BatchTotals,
     FileResult,
     Job,
-    Plan,
     SetupError,
     check_ext,
     check_out_dir,
@@ -202,12 +201,9 @@ def upscale(
     )
     # In a shared run (torchrun, srun) every process plans the same jobs; the first one reports the plan.
     jobs = plan.to_run(overwrite=overwrite)
-    totals = _report_plan(plan, overwrite=overwrite, show=shard.rank == 0)
+    totals = report_plan(plan, overwrite=overwrite, show=shard.rank == 0)
     if not jobs:
-        typer.echo(
-            f"nothing to do: {totals.failed} failed, {totals.skipped} skipped", err=bool(totals.failed)
-        )
-        raise typer.Exit(EXIT_FAILED if totals.failed else 0)
+        raise typer.Exit(nothing_to_do(totals))
     if shard.shared:
         device = device_for(shard, device)
         if not device.startswith("cuda"):
@@ -316,15 +312,6 @@ def _parse_max_memory(value: str | None) -> int | None:
         return parse_memory(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
-
-
-def _report_plan(plan: Plan, *, overwrite: bool, show: bool = True) -> BatchTotals:
-    """Print the inputs that cannot run and the outputs kept (`show`); the totals start from them."""
-    for problem in plan.problems if show else []:
-        error(f"{problem.path}: {problem.reason}")
-    for job in [] if overwrite or not show else plan.existing:
-        typer.echo(f"skip: {job.src}: {job.dst} exists (use --overwrite to replace it)", err=True)
-    return BatchTotals(failed=len(plan.problems), skipped=0 if overwrite else len(plan.existing))
 
 
 def _report_results(

@@ -5,9 +5,10 @@ realesrgan-x4plus on a 2-core AVX512-BF16 EPYC.
 `run_warm` takes the command line before Typer sees it. It accepts only what it can do exactly as the
 full command would: image files, folders and globs; --model, --out-dir, --suffix, --ext, --quality,
 --max-pixels, --overwrite, --recursive, --quiet; --precision, --runtime, --device and --tile at values
-that leave the choice to `auto` on the CPU. Anything else, a request with no remembered entry, a plan
-with problems or kept outputs, a video, or several processes sharing the work: None, and the full
-command runs (with its own parsing, errors and help). Images the network cannot take whole, or that
+that leave the choice to `auto` on the CPU. Anything else, work to do with no remembered entry for the
+request, a video, or several processes sharing the work: None, and the full command runs (with its own
+parsing, errors and help). Inputs that cannot run and outputs kept are reported as the full command
+reports them (`esrgan.cli._report`), also when nothing is left to do. Images the network cannot take whole, or that
 are not 8-bit RGB, go through the full path inside the run (torch loaded once, then), so the outputs,
 lines and summary are the full command's.
 """
@@ -20,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from esrgan.cli._report import report_results
+from esrgan.cli._report import nothing_to_do, report_plan, report_results
 from esrgan.inference.jobs import (
-    BatchTotals,
     FileResult,
     Job,
     SetupError,
@@ -213,32 +213,9 @@ def _upscale(model: WarmModel, jobs: list[Job], args: WarmArgs) -> Iterator[File
             yield FileResult(job, megapixels_in=height * width / 1e6, megapixels_out=megapixels_out)
 
 
-def _plan(args: WarmArgs) -> list[Job] | None:
-    """The jobs, when the plan is one the warm path reports exactly as the full command would."""
-    plan = plan_jobs(
-        args.inputs,
-        recursive=args.recursive,
-        out_dir=args.out_dir,
-        suffix=args.suffix,
-        ext=args.ext,
-        overwrite=args.overwrite,
-    )
-    jobs = plan.to_run(overwrite=args.overwrite)
-    if plan.problems or (plan.existing and not args.overwrite) or not jobs:
-        return None  # the full command prints the problems and the kept outputs
-    if any(is_video_file(job.src) for job in jobs):
-        return None
-    if args.out_dir is not None:
-        try:
-            check_out_dir(args.out_dir)
-        except SetupError:
-            return None
-    return jobs
-
-
 def run_warm(argv: list[str]) -> int | None:
     """Run `argv` warm and return the exit status, or None when the full command must run it (always
-    with `ESRGAN_WARM_START=0` in the environment)."""
+    with `ESRGAN_WARM_START=0` in the environment). Nothing is printed before that is settled."""
     if os.environ.get(WARM_START_ENV, "").strip() == "0":
         return None
     args = parse_warm(argv)
@@ -249,17 +226,33 @@ def run_warm(argv: list[str]) -> int | None:
             return None
     except ValueError:
         return None
-    entry: WarmEntry | None = recall(args.model, precision=args.precision, runtime=args.runtime)
-    if entry is None:
+    plan = plan_jobs(
+        args.inputs,
+        recursive=args.recursive,
+        out_dir=args.out_dir,
+        suffix=args.suffix,
+        ext=args.ext,
+        overwrite=args.overwrite,
+    )
+    jobs = plan.to_run(overwrite=args.overwrite)
+    if any(is_video_file(job.src) for job in jobs):
         return None
-    jobs = _plan(args)
-    if jobs is None:
-        return None
-    try:
-        model = WarmModel(entry)
-    except Exception:  # a runtime that cannot load the network now: the full path says why, or mends it
-        return None
-    totals = BatchTotals()
-    path = ("cpu", entry.label, entry.scale)
+    model = None
+    if jobs:  # with none, the full command reports the plan without loading the model either
+        entry: WarmEntry | None = recall(args.model, precision=args.precision, runtime=args.runtime)
+        if entry is None:
+            return None
+        try:
+            if args.out_dir is not None:
+                check_out_dir(args.out_dir)
+            model = WarmModel(entry)
+        except SetupError:
+            return None
+        except Exception:  # a runtime that cannot load the network now: the full path says why, or mends it
+            return None
+    totals = report_plan(plan, overwrite=args.overwrite)
+    if model is None:
+        return nothing_to_do(totals)
+    path = ("cpu", model.entry.label, model.entry.scale)
     report_results(_upscale(model, jobs, args), totals, path=path, count=len(jobs), quiet=args.quiet)
     return 1 if totals.failed else 0
