@@ -8,9 +8,9 @@ full command would: image files, folders and globs; --model, --out-dir, --suffix
 that leave the choice to `auto` on the CPU. Anything else, work to do with no remembered entry for the
 request, a video, or several processes sharing the work: None, and the full command runs (with its own
 parsing, errors and help). Inputs that cannot run and outputs kept are reported as the full command
-reports them (`esrgan.cli._report`), also when nothing is left to do. Images the network cannot take whole, or that
-are not 8-bit RGB, go through the full path inside the run (torch loaded once, then), so the outputs,
-lines and summary are the full command's.
+reports them (`esrgan.cli._report`), also when nothing is left to do. Images the network cannot take
+whole, or that are not 8-bit RGB, go through the full path inside the run (torch loaded once, then), so
+the outputs, lines and summary are the full command's.
 """
 
 from __future__ import annotations

@@ -117,6 +117,21 @@ def _runtime_info(spec: str, *, as_json: bool, refresh: bool) -> None:
         return
     for line in selection.report(cpu=cpu):
         typer.echo(line)
+    typer.echo(f"warm start: {_warm_start(spec, selection.choice)}")
+
+
+def _warm_start(spec: str, choice: str) -> str:
+    """Whether the next plain `esrgan upscale` of `spec` starts without torch (`esrgan.inference.warm`)."""
+    from esrgan.inference.autoselect import CANDIDATES
+    from esrgan.inference.warm import recall
+    from esrgan.weights.zoo import DEFAULT_MODEL
+
+    if CANDIDATES[choice].runtime == "torch":
+        return "no (torch runs this model here; a warm start needs OpenVINO or ONNX Runtime)"
+    specs = [spec, None] if spec == DEFAULT_MODEL else [spec]
+    if any(recall(s) is not None for s in specs):
+        return "ready (the next plain `esrgan upscale` of this model imports no torch)"
+    return "after the next `esrgan upscale` of this model, which remembers the path"
 
 
 def interpolate(
