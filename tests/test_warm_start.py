@@ -129,6 +129,26 @@ def test_a_warm_run_imports_no_torch_and_writes_the_full_commands_bytes(setup: d
     assert "(cpu, openvino " in res.stdout
 
 
+def test_a_warm_run_on_onnx_runtime_writes_the_full_commands_bytes(setup: dict[str, Path]):
+    images, root = setup["images"], setup["root"]
+    args = [
+        str(images / "rgb.png"),
+        str(images / "photo.jpg"),
+        "-m",
+        str(setup["model"]),
+        "--runtime",
+        "onnxruntime",
+    ]
+    full = _esrgan(setup["cache"], *args, "-o", str(root / "ort-full"))
+    assert full.returncode == 0 and _full_app(full), full.stderr
+    assert "(cpu, onnxruntime fp32, x4)" in full.stdout
+    res = _esrgan(setup["cache"], *args, "-o", str(root / "ort-warm"))
+    assert res.returncode == 0 and not _torch_imported(res), res.stderr
+    assert "(cpu, onnxruntime fp32, x4)" in res.stdout
+    for name in ("rgb_sr.png", "photo_sr.jpg"):
+        assert (root / "ort-warm" / name).read_bytes() == (root / "ort-full" / name).read_bytes(), name
+
+
 def test_odd_images_in_a_warm_run_take_the_full_path_with_the_same_outputs_and_lines(setup: dict[str, Path]):
     out = setup["root"] / "mixed"
     args = [str(setup["images"]), "-m", str(setup["model"]), *RUNTIME, "-o", str(out)]
