@@ -258,3 +258,17 @@ def test_a_candidate_that_moves_only_the_soft_crops_is_never_chosen(clock: _Cloc
     sel = select_path(_tiny(), candidates=forced, cache_dir=tmp_path, cpu=CPU, threads=1)
     verdict = {v.name: v for v in sel.verdicts}["moves"]
     assert sel.choice == "slow" and not verdict.passed and verdict.db is not None and verdict.db < 45
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_without_native_bf16_auto_keeps_eagers_image(
+    clock: _Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool
+):
+    # 45 dB leaves room for bf16; where the CPU has none, what `auto` runs must stay within fp32's 50 dB.
+    monkeypatch.setattr(autoselect, "cpu_has_native_bf16", lambda: native_bf16)
+    forced = [clock.candidate("exact", cost=1.0), clock.candidate("close", cost=0.1, noise=0.006)]
+    sel = select_path(_tiny(), candidates=forced, cache_dir=tmp_path, cpu=CPU, threads=1)
+    close = {v.name: v for v in sel.verdicts}["close"]
+    assert close.db is not None and 45 < close.db < 50
+    assert sel.min_db == (autoselect.AUTO_MIN_DB if native_bf16 else autoselect.FP32_MIN_DB)
+    assert sel.choice == ("close" if native_bf16 else "exact") and close.passed == native_bf16

@@ -87,7 +87,8 @@ Precision = Annotated[
     typer.Option(
         help="auto (CPU: the fastest of ONNX Runtime/OpenVINO/torch fp32, bf16 where the CPU has it and "
         f"int8 for models whose measured drop is at most {AUTO_INT8_MAX_DROP_DB} dB, among those whose "
-        "image is within 45 dB of eager fp32 here, measured once per model and machine; CUDA: fp16), "
+        "image is at least 45 dB from eager fp32's here (50 dB on CPUs without native bf16), measured "
+        "once per model and machine; CUDA: fp16), "
         "fp32 (eager's image), bf16, fp16 or int8 (CPU, OpenVINO; the model is quantised "
         f"once and cached; measured drop vs fp32: {int8_drops_help()})."
     ),

@@ -5,7 +5,8 @@ on an AMX Xeon and 52.9 dB from its output, but 31-48 dB away on an AVX512-BF16 
 image. So, as FFTW's planner and cuDNN's benchmark mode do, each candidate path (`CANDIDATES`) runs
 the shipped check crops (`esrgan/inference/calibration`, LR made with MATLAB bicubic, each also as a
 soft LR: `SOFT_FACTOR`) and passes when
-its 8-bit output is at least `min_db` from eager fp32 on every crop and its mean PSNR-Y against the HR
+its 8-bit output is at least `min_db` from eager fp32 on every crop (`AUTO_MIN_DB`, 45 dB, where the CPU
+has native bf16; `FP32_MIN_DB`, 50 dB, elsewhere and for `fp32`) and its mean PSNR-Y against the HR
 crops is at most `MAX_PSNR_Y_DROP_DB` below eager fp32's. The passing ones are timed on a
 representative tile, interleaved so a busy machine slows them alike, and the fastest wins.
 
@@ -42,7 +43,8 @@ from esrgan.inference.selection import (
 SELECT_VERSION = 2
 """Bumped when the check or the timing changes, so earlier decisions are measured again."""
 AUTO_MIN_DB = 45.0
-"""`auto`: a candidate's 8-bit output must be at least this PSNR (dB) from eager fp32 on every crop."""
+"""`auto` on a CPU with native bf16: a candidate's 8-bit output must be at least this PSNR (dB) from eager
+fp32 on every crop (elsewhere `FP32_MIN_DB`)."""
 FP32_MIN_DB = 50.0
 """`fp32`: the same output as eager, so only fp32 candidates and a stricter bound."""
 MAX_PSNR_Y_DROP_DB = 0.01
@@ -335,17 +337,20 @@ def select_path(
     p, r = precision.strip().lower(), runtime.strip().lower()
     if p not in ("auto", "fp32"):
         raise ValueError(f"select_path chooses for precision auto or fp32, not {precision!r}")
+    native_bf16 = cpu_has_native_bf16()
     if candidates is None:
         small_drop = int8_drop_db is not None and int8_drop_db <= AUTO_INT8_MAX_DROP_DB
         candidates = candidates_for(
             precision=p,
             runtime=r,
-            native_bf16=cpu_has_native_bf16(),
+            native_bf16=native_bf16,
             int8_allowed=small_drop and int8_available(),
             have_onnxruntime=onnxruntime_available(),
             have_openvino=openvino_available(),
         )
-    min_db = FP32_MIN_DB if p == "fp32" else AUTO_MIN_DB
+    # 45 dB is the room bf16 needs; a CPU without native bf16 has no bf16 candidate, so what `auto`
+    # runs there keeps eager's image (int8, the only other one, passes only where it does too).
+    min_db = FP32_MIN_DB if p == "fp32" or not native_bf16 else AUTO_MIN_DB
     key = selection_key(
         model,
         candidates=[c.name for c in candidates],
