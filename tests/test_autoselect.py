@@ -130,7 +130,7 @@ def test_the_decision_is_cached_and_a_damaged_entry_is_measured_again(clock: _Cl
 
 
 def test_a_cached_choice_that_did_not_pass_is_not_trusted(clock: _Clock, tmp_path: Path):
-    from esrgan.inference.selection import _checksum
+    from esrgan.utils import write_checked_json
 
     model = _tiny()
     forced = [clock.candidate("exact", cost=2.0), clock.candidate("noisy", cost=0.1, noise=0.05)]
@@ -138,8 +138,7 @@ def test_a_cached_choice_that_did_not_pass_is_not_trusted(clock: _Clock, tmp_pat
     (entry,) = tmp_path.glob("select-*.json")
     data = json.loads(entry.read_text())
     data["payload"]["choice"] = "noisy"  # with a checksum that fits: a well-formed but wrong decision
-    data["sha256"] = _checksum(data["payload"])
-    entry.write_text(json.dumps(data))
+    write_checked_json(entry, data["payload"])
     assert select_path(model, candidates=forced, cache_dir=tmp_path, cpu=CPU, threads=1).choice == "exact"
 
 

@@ -232,7 +232,7 @@ def upscale(
             _remember(upscaler, model, precision=precision, runtime=runtime)
     if upscaler.precision == "int8":
         _prepare_int8(upscaler, model or DEFAULT_MODEL, quiet=quiet)
-    tile_bar = None if quiet else _tile_bar
+    tile_progress = None if quiet else tile_bar
     frame_bar = None if quiet or shard.rank else _frame_bar
     group = Group(shard=shard)
     group.start()
@@ -247,7 +247,7 @@ def upscale(
                 quality=quality,
                 outscale=outscale,
                 video=video,
-                tile_progress=tile_bar,
+                tile_progress=tile_progress,
                 frame_progress=frame_bar,
             )
         else:
@@ -257,7 +257,7 @@ def upscale(
                 max_pixels=max_pixels or None,
                 quality=quality,
                 outscale=outscale,
-                tile_progress=tile_bar,
+                tile_progress=tile_progress,
                 video=video,
                 frame_progress=frame_bar,
             )
@@ -329,7 +329,7 @@ def _report_results(
 
 
 @contextmanager
-def _tile_bar(job: Job, n_tiles: int) -> Iterator[ProgressFn]:
+def tile_bar(job: Job, n_tiles: int) -> Iterator[ProgressFn]:
     """A transient per-file progress bar over tiles (hidden for single-tile images and when piped)."""
     from tqdm import tqdm
 

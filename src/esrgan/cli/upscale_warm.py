@@ -32,9 +32,8 @@ from esrgan.inference.jobs import (
     plan_jobs,
 )
 from esrgan.inference.sharding import shard_from_env
-from esrgan.inference.warm import WarmEntry, WarmModel, recall
-from esrgan.io import DEFAULT_MAX_PIXELS, decode_array, encode_array, format_for_path, is_video_file
-from esrgan.utils import atomic_write
+from esrgan.inference.warm import WarmEntry, WarmModel, fits_one_tile, recall
+from esrgan.io import DEFAULT_MAX_PIXELS, decode_array, is_video_file, write_array
 
 if TYPE_CHECKING:
     from esrgan.inference.upscaler import Upscaler
@@ -168,7 +167,7 @@ class _FullPath:
         self._upscaler: Upscaler | None = None
 
     def run(self, job: Job) -> FileResult:
-        from esrgan.cli.upscale import _tile_bar
+        from esrgan.cli.upscale import tile_bar
         from esrgan.inference.batch import load_upscaler, upscale_jobs
 
         a = self.args
@@ -181,7 +180,7 @@ class _FullPath:
             except (SetupError, ValueError, OSError, RuntimeError) as exc:
                 return FileResult(job, f"{job.src}: {' '.join(str(exc).split())}")
             self._upscaler = up
-        bar = None if a.quiet else _tile_bar
+        bar = None if a.quiet else tile_bar
         results = upscale_jobs(
             self._upscaler, [job], max_pixels=a.max_pixels or None, quality=a.quality, tile_progress=bar
         )
@@ -198,13 +197,11 @@ def _upscale(model: WarmModel, jobs: list[Job], args: WarmArgs) -> Iterator[File
             decoded = decode_array(job.src, max_pixels=args.max_pixels or None)
             height, width = decoded.array.shape[:2]
             plain = decoded.colours == 3 and not decoded.alpha and decoded.array.dtype.itemsize == 1
-            if not (plain and (entry.in_ch, entry.out_ch) == (3, 3) and model.fits_one_tile(height, width)):
+            if not (plain and (entry.in_ch, entry.out_ch) == (3, 3) and fits_one_tile(entry, height, width)):
                 yield full.run(job)
                 continue
             out = model.upscale(decoded.array)
-            data = encode_array(out, format_for_path(job.dst), quality=args.quality, icc_profile=decoded.icc)
-            with atomic_write(job.dst) as tmp:
-                tmp.write_bytes(data)
+            write_array(job.dst, out, quality=args.quality, icc_profile=decoded.icc)
         except (MemoryError, OSError, ValueError) as exc:
             yield FileResult(job, job_failure(job, exc))
         else:

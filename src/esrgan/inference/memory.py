@@ -242,12 +242,10 @@ def tile_pixels_for_bytes(
 ) -> int:
     """`tile_pixels_for_budget` for a path whose activations cost `per_px` bytes per input pixel (batch
     1): what the warm start path, which knows the figure but has no torch dtype, asks."""
+    # The image's buffers, held on the CPU while tiling; they, or writing the output, must fit first.
     held = cost.image_bytes(image_hw, batch=batch) if device_type in ("cpu", "mps") else 0
-    if device_type in ("cpu", "mps"):
-        # A tile of no pixels: the image's buffers while tiling, or writing the output, must fit.
-        if budget < max(held, cost.image_bytes(image_hw, batch=batch, writing=True)):
-            return 0
-    elif budget < 0:
+    writing = cost.image_bytes(image_hw, batch=batch, writing=True) if held else 0
+    if budget < max(held, writing):
         return 0
     spare = budget - held
     return max(0, min(int(spare / (per_px * batch)), cost.max_tile_pixels() // max(batch, 1)))

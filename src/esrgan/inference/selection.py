@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esrgan.cpuinfo import CpuInfo
-from esrgan.utils import atomic_write, user_cache_dir
+from esrgan.utils import read_checked_json, user_cache_dir, write_checked_json
 
 if TYPE_CHECKING:  # no torch at import: the warm start path (`esrgan.inference.warm`) reads decisions
     from torch import nn
@@ -143,16 +143,11 @@ def cache_path(key: Mapping[str, str], cache_dir: str | Path | None) -> Path:
     return folder / f"select-{digest}.json"
 
 
-def _checksum(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
 def save_selection(selection: Selection, path: Path) -> None:
     """Written atomically, with a checksum over everything else in the file."""
     payload = _json_ready(selection)
     payload.pop("from_cache")
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps({"payload": payload, "sha256": _checksum(payload)}, indent=1), "utf-8")
+    write_checked_json(path, payload)
 
 
 def _json_ready(selection: Selection) -> dict[str, Any]:
@@ -192,10 +187,9 @@ def load_selection(path: Path, *, key: Mapping[str, str], names: Sequence[str]) 
     """The decision in `path` if it is whole and still applies, else None (measure again): its
     checksum must match, its key must be `key`, and its choice a passing candidate among `names`
     (or the fallback)."""
+    payload = read_checked_json(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        payload = data["payload"]
-        if data["sha256"] != _checksum(payload) or payload["key"] != dict(key):
+        if payload is None or payload["key"] != dict(key):
             return None
         verdicts = tuple(_verdict(d) for d in payload["verdicts"])
         selection = Selection(

@@ -18,6 +18,11 @@ MAX_AUTO_TILE = 2048
 DEFAULT_TILE_OVERLAP = 48
 
 
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """The size an image is padded to (bottom and right) for a model that takes multiples of `multiple`."""
+    return height + (-height) % multiple, width + (-width) % multiple
+
+
 def default_tile_overlap(tile: int | str) -> int:
     """The overlap to use with `tile` when none is given: `DEFAULT_TILE_OVERLAP`, or half the tile for
     explicit tiles under twice that, so a small tile still works (with less context) instead of failing."""

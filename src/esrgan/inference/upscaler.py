@@ -32,6 +32,7 @@ from esrgan.inference.precision import (
 )
 from esrgan.inference.runtime import OPENVINO_HINTS, OnnxRuntimeRunner, OpenVinoRunner
 from esrgan.inference.selection import Selection
+from esrgan.inference.tileplan import padded_size
 from esrgan.inference.tiling import (
     DEFAULT_TILE_OVERLAP,
     MAX_AUTO_TILE,
@@ -158,8 +159,7 @@ class Upscaler:
         self._last_plan: tuple[tuple[int, int, int, int | None], TilePlan] | None = None
 
     def _padded(self, height: int, width: int) -> tuple[int, int]:
-        m = self.input_multiple
-        return height + (-height) % m, width + (-width) % m
+        return padded_size(height, width, self.input_multiple)
 
     def min_tile_side(self) -> int:
         """The smallest tile side `tile=\"auto\"` plans (input pixels): room for the overlap on both sides."""

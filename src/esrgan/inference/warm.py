@@ -34,8 +34,8 @@ from esrgan.inference.memory import (
     tile_pixels_for_bytes,
 )
 from esrgan.inference.selection import cache_path, library_versions, load_selection, machine_key
-from esrgan.inference.tileplan import MAX_AUTO_TILE, plan_tiles
-from esrgan.utils import atomic_write, user_cache_dir
+from esrgan.inference.tileplan import MAX_AUTO_TILE, padded_size, plan_tiles
+from esrgan.utils import read_checked_json, user_cache_dir, write_checked_json
 
 if TYPE_CHECKING:
     from esrgan.inference.upscaler import Upscaler
@@ -109,8 +109,6 @@ class WarmEntry:
     """`CostModel`'s fields."""
     per_px: float
     """Activation bytes per input pixel of a tile on this path."""
-    tile_cap: int
-    """Largest tile area `tile="auto"` ever plans (input pixels)."""
     overlap: int
     min_side: int
     """The tile planner's overlap and smallest tile side (`Upscaler.min_tile_side`)."""
@@ -157,10 +155,6 @@ def _weights_stamps(path: Path) -> tuple[Stamp, ...]:
     return tuple(Stamp.of(f) for f in files)
 
 
-def _checksum(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
 def remember(upscaler: Upscaler, *, spec: str | None, precision: str, runtime: str) -> Path | None:
     """Keep what a later run of this request needs to start warm, if it can: `upscaler` has chosen
     OpenVINO or ONNX Runtime by measuring (`Upscaler.selection`), on the CPU, and knows its weights
@@ -202,15 +196,12 @@ def remember(upscaler: Upscaler, *, spec: str | None, precision: str, runtime: s
         multiple=upscaler.input_multiple,
         cost=asdict(cost),
         per_px=cost.activation_bytes_per_pixel(dtype=upscaler.dtype, runtime=upscaler.runtime),
-        tile_cap=MAX_AUTO_TILE**2,
         overlap=upscaler.tile_overlap,
         min_side=upscaler.min_tile_side(),
         code=_code_stamps(),
     )
-    payload = asdict(entry)
     path = entry_path(spec, precision, runtime)
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps({"payload": payload, "sha256": _checksum(payload)}, indent=1), "utf-8")
+    write_checked_json(path, asdict(entry))
     return path
 
 
@@ -219,18 +210,17 @@ def _stamps(items: Any) -> tuple[Stamp, ...]:
 
 
 def _load(path: Path) -> WarmEntry | None:
+    payload = read_checked_json(path)
+    if payload is None:
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        payload = data["payload"]
-        if data["sha256"] != _checksum(payload):
-            return None
         fields: dict[str, Any] = dict(payload)
         for name in ("weights", "networks", "code"):
             fields[name] = _stamps(fields[name])
         fields["request"] = tuple(fields["request"])
         fields["names"] = tuple(fields["names"])
         return WarmEntry(**fields)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
@@ -266,23 +256,18 @@ def recall(spec: str | None, *, precision: str = "auto", runtime: str = "auto") 
     return entry
 
 
-def _padded(entry: WarmEntry, height: int, width: int) -> tuple[int, int]:
-    m = entry.multiple
-    return height + (-height) % m, width + (-width) % m
-
-
 def fits_one_tile(entry: WarmEntry, height: int, width: int, *, free: int | None = None) -> bool:
     """Whether the full path (`Upscaler` with `tile="auto"`, no memory limit) would run an image of
     this size as one tile: the tile plan (`plan_tiles`) for what half of the free memory (`free`
     bytes, else `available_cpu_memory()`) allows on this path, as `Upscaler.plan_for` makes it."""
-    hp, wp = _padded(entry, height, width)
+    hp, wp = padded_size(height, width, entry.multiple)
     budget = int((available_cpu_memory() if free is None else free) * DEFAULT_MEMORY_FRACTION)
     cost = CostModel(**entry.cost)  # type: ignore[arg-type]
     pixels = tile_pixels_for_bytes(cost, budget=budget, image_hw=(hp, wp), per_px=entry.per_px)
     plan = plan_tiles(
         hp,
         wp,
-        max_pixels=min(pixels, entry.tile_cap),
+        max_pixels=min(pixels, MAX_AUTO_TILE**2),
         overlap=entry.overlap,
         multiple=entry.multiple,
         min_side=entry.min_side,
@@ -301,9 +286,6 @@ class WarmModel:
         else:
             self._net = onnx_session(path, threads=entry.threads)
 
-    def fits_one_tile(self, height: int, width: int) -> bool:
-        return fits_one_tile(self.entry, height, width)
-
     def upscale(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (sH, sW, 3) uint8: one tile, the image replicate-padded to the input
         multiple, the output clamped, cropped and rounded as the full path writes 8-bit files."""
@@ -312,7 +294,7 @@ class WarmModel:
         h, w, _ = rgb.shape
         s = self.entry.scale
         x = (rgb.astype(np.float32) / np.float32(255.0)).transpose(2, 0, 1)[None]
-        hp, wp = _padded(self.entry, h, w)
+        hp, wp = padded_size(h, w, self.entry.multiple)
         if (hp, wp) != (h, w):
             x = np.pad(x, ((0, 0), (0, 0), (0, hp - h), (0, wp - w)), mode="edge")
         x = np.ascontiguousarray(x)

@@ -30,7 +30,7 @@ from esrgan.io.image import (
     ImageSource,
 )
 from esrgan.io.image_read import apply_orientation, decode_array, probe_image, read_image, read_rgb
-from esrgan.io.image_write import encode_array, encode_image, write_image
+from esrgan.io.image_write import encode_array, encode_image, write_array, write_image
 
 if TYPE_CHECKING:
     from esrgan.io.video import VideoError, VideoInfo, probe_video, read_video
@@ -82,6 +82,7 @@ __all__ = [
     "read_rgb",
     "read_video",
     "sniff_format",
+    "write_array",
     "write_image",
     "write_video",
 ]

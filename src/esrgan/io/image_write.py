@@ -101,7 +101,22 @@ def write_image(
     path = Path(path)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    data = encode_image(image, format_for_path(path), quality=quality)
+    return _write(path, encode_image(image, format_for_path(path), quality=quality))
+
+
+def write_array(
+    path: str | Path,
+    arr: np.ndarray,
+    *,
+    quality: int = DEFAULT_QUALITY,
+    icc_profile: bytes | None = None,
+) -> Path:
+    """`write_image` for quantised pixels (`encode_array`'s layouts); needs no torch."""
+    path = Path(path)
+    return _write(path, encode_array(arr, format_for_path(path), quality=quality, icc_profile=icc_profile))
+
+
+def _write(path: Path, data: bytes) -> Path:
     with atomic_write(path) as tmp:
         tmp.write_bytes(data)
     return path

@@ -9,11 +9,14 @@ folder's only writer starts again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 # mkstemp's random part: 8 characters of [a-z0-9_].
 _TEMP_NAME = re.compile(r"^\..+\.tmp-[a-z0-9_]{8}")
@@ -49,6 +52,31 @@ def atomic_write(path: str | os.PathLike[str], *, suffix: str | None = None) -> 
         tmp.unlink(missing_ok=True)
         raise
     _fsync_folder(target.parent)
+
+
+def _json_sha256(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def write_checked_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
+    """Write `payload` as JSON atomically, with a sha256 over it that `read_checked_json` verifies: for
+    caches whose damaged entries must be recomputed, never trusted."""
+    text = json.dumps({"payload": payload, "sha256": _json_sha256(payload)}, indent=1)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def read_checked_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The payload `write_checked_json` wrote, or None when the file is missing or unreadable, is not
+    such JSON, or its checksum does not match."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        payload = data["payload"]
+        if not isinstance(payload, dict) or data["sha256"] != _json_sha256(payload):
+            return None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return payload
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
